@@ -1,0 +1,13 @@
+"""Benchmark cases of the native ops, built from the test suite's case lists (tests/cases.py)."""
+
+from __future__ import annotations
+
+from benchmarks.native import Case, register  # noqa: F401
+
+# PREPROCESS-CASES
+
+# RASTERIZE-CASES
+
+# MASKS-CASES
+
+# TILING-CASES
