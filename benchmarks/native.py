@@ -15,27 +15,10 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass
-class Case:
-    op: str  # public op name
-    name: str  # what the inputs are
-    ref: Callable[[], object]  # the numpy reference, inputs bound
-    native: Callable[[], object]  # the _C implementation, inputs bound
-    target: float | None = None  # speed-up the issue asks for, when it asks for one
-
-
-_REGISTRY: list[Callable[[], list[Case]]] = []
-
-
-def register(fn: Callable[[], list[Case]]) -> Callable[[], list[Case]]:
-    """Adds a factory of cases; factories run only when the benchmark runs."""
-    _REGISTRY.append(fn)
-    return fn
+from benchmarks.harness import REGISTRY, Case
 
 
 def _times(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -72,7 +55,7 @@ def _cases() -> list[Case]:
     from benchmarks import native_cases  # noqa: F401
 
     cases: list[Case] = []
-    for factory in _REGISTRY:
+    for factory in REGISTRY:
         cases.extend(factory())
     return cases
 

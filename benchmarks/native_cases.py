@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.native import Case, register  # noqa: F401
+from benchmarks.harness import Case, register  # noqa: F401
 
 # PREPROCESS-CASES
 
