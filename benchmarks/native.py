@@ -2,7 +2,8 @@
 
     python -m benchmarks.native [--json PATH] [--repeat N] [--only NAME]
 
-Prints, per case, the median and p90 time of the numpy reference and of `earthx_sdk._C`, the speed-up
+Prints, per case, the median and p90 time of the numpy reference and of `earthx_sdk._C`, the
+speed-up
 (reference / native, measured in this run), and the largest difference between the two outputs.
 """
 

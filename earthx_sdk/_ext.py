@@ -71,5 +71,5 @@ def build_info() -> dict:
         return {"built": False, "cuda_compiled": False, "tensorrt_compiled": False,
                 "openmp": False, "threads": 1, "ops": [], "error": NATIVE_ERROR}
     info = dict(_C.build_info())
-    ops = sorted(name for name in dir(_C) if not name.startswith("_") and callable(getattr(_C, name)))
+    ops = sorted(n for n in dir(_C) if not n.startswith("_") and callable(getattr(_C, n)))
     return {"built": True, **info, "ops": ops, "error": None}
