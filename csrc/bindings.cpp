@@ -39,7 +39,15 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &earthx::set_num_threads, py::arg("n"));
 
   // --- preprocess (csrc/cpu/preprocess.cpp) -----------------------------------------------------
-  // PREPROCESS-SECTION
+  // Per-sensor normalization of an HWC image -> (float32 [H, W, C], invalid count).
+  m.def("normalize", &earthx::normalize, py::arg("image"), py::arg("kind"), py::arg("params"),
+        py::arg("nodata") = py::none());
+  // Separable resize of a float32 HWC image; mode "auto", "bilinear" or "area".
+  m.def("resize", &earthx::resize, py::arg("image"), py::arg("out_h"), py::arg("out_w"),
+        py::arg("mode"));
+  // normalize + resize + pad -> (float32 [C, size, size], invalid count), one fused pass.
+  m.def("preprocess", &earthx::preprocess, py::arg("image"), py::arg("kind"), py::arg("params"),
+        py::arg("nodata"), py::arg("out_h"), py::arg("out_w"), py::arg("size"), py::arg("mode"));
 
   // --- prompt rasterization (csrc/cpu/rasterize.cpp) --------------------------------------------
   // RASTERIZE-SECTION
