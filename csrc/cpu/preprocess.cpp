@@ -100,12 +100,35 @@ int64_t load_row(const View& v, int64_t y, const Params& P, float* out) {
   return invalid;
 }
 
-// Percentile bounds per band from the valid samples (mirrors _percentile_pair).
+// k-th smallest (0-based) of the valid samples of a band, for two ranks at once.
+// Integer images of up to 16 bits use an exact histogram (O(n), no copy); others nth_element.
 template <typename T>
-void percentile_bounds(const View& v, Params& P) {
-  P.lo.assign(v.c, 0.0);
-  P.hi.assign(v.c, 0.0);
-  for (int64_t b = 0; b < v.c; ++b) {
+void order_stats(const View& v, int64_t b, const Params& P, const int64_t rank[4], double out[4],
+                 int64_t& n) {
+  if constexpr (std::is_same_v<T, uint8_t> || std::is_same_v<T, uint16_t>) {
+    constexpr int64_t bins = int64_t(1) << (8 * sizeof(T));
+    std::vector<int64_t> hist(bins, 0);
+#pragma omp parallel
+    {
+      std::vector<int64_t> local(bins, 0);
+#pragma omp for schedule(static) nowait
+      for (int64_t y = 0; y < v.h; ++y)
+        for (int64_t x = 0; x < v.w; ++x)
+          ++local[at_bytes<T>(v.data, y * v.sh + x * v.sw + b * v.sc)];
+#pragma omp critical
+      for (int64_t i = 0; i < bins; ++i) hist[i] += local[i];
+    }
+    if (P.has_nodata && P.nodata >= 0 && P.nodata < bins && P.nodata == std::floor(P.nodata))
+      hist[static_cast<int64_t>(P.nodata)] = 0;
+    n = 0;
+    for (int64_t i = 0; i < bins; ++i) n += hist[i];
+    if (n == 0) return;
+    for (int q = 0; q < 4; ++q) {
+      int64_t seen = 0, i = 0;
+      while (seen + hist[i] <= rank[q]) seen += hist[i++];
+      out[q] = static_cast<double>(i);
+    }
+  } else {
     std::vector<double> vals;
     vals.reserve(static_cast<size_t>(v.h * v.w));
     for (int64_t y = 0; y < v.h; ++y)
@@ -116,19 +139,55 @@ void percentile_bounds(const View& v, Params& P) {
         if (P.has_nodata && val == P.nodata) continue;
         vals.push_back(val);
       }
-    if (vals.empty())
+    n = static_cast<int64_t>(vals.size());
+    if (n == 0) return;
+    for (int q = 0; q < 4; ++q) {
+      std::nth_element(vals.begin(), vals.begin() + rank[q], vals.end());
+      out[q] = vals[rank[q]];
+    }
+  }
+}
+
+// Valid-sample count of a band, needed before the ranks are known.
+template <typename T>
+int64_t valid_count(const View& v, int64_t b, const Params& P) {
+  if constexpr (std::is_integral_v<T>) {
+    if (!P.has_nodata) return v.h * v.w;
+  }
+  int64_t n = 0;
+#pragma omp parallel for schedule(static) reduction(+ : n)
+  for (int64_t y = 0; y < v.h; ++y)
+    for (int64_t x = 0; x < v.w; ++x) {
+      const char* s = v.data + y * v.sh + x * v.sw + b * v.sc;
+      n += Sample<T>::finite(s) && !(P.has_nodata && Sample<T>::value(s) == P.nodata);
+    }
+  return n;
+}
+
+// Percentile bounds per band from the valid samples (mirrors _percentile_pair).
+template <typename T>
+void percentile_bounds(const View& v, Params& P) {
+  P.lo.assign(v.c, 0.0);
+  P.hi.assign(v.c, 0.0);
+  for (int64_t b = 0; b < v.c; ++b) {
+    const int64_t n = valid_count<T>(v, b, P);
+    if (n == 0)
       fail_value("image: band ", b, " has no valid pixel (all NaN, Inf or nodata): percentile ",
                  "scaling needs at least one");
-    const int64_t n = static_cast<int64_t>(vals.size());
+    double pos[2];
+    int64_t rank[4];
+    for (int q = 0; q < 2; ++q) {
+      pos[q] = P.p[b * 4 + q] / 100.0 * static_cast<double>(n - 1);
+      rank[2 * q] = std::min(static_cast<int64_t>(std::floor(pos[q])), n - 1);
+      rank[2 * q + 1] = std::min(rank[2 * q] + 1, n - 1);
+    }
+    double val[4];
+    int64_t counted = 0;
+    order_stats<T>(v, b, P, rank, val, counted);
     double bound[2];
     for (int q = 0; q < 2; ++q) {
-      const double pos = P.p[b * 4 + q] / 100.0 * static_cast<double>(n - 1);
-      const int64_t k = std::min(static_cast<int64_t>(std::floor(pos)), n - 1);
-      const int64_t k1 = std::min(k + 1, n - 1);
-      std::nth_element(vals.begin(), vals.begin() + k, vals.end());
-      const double a = vals[k];
-      const double bb = k1 == k ? a : *std::min_element(vals.begin() + k + 1, vals.end());
-      bound[q] = a + (bb - a) * (pos - static_cast<double>(k));
+      const double a = val[2 * q], bb = val[2 * q + 1];
+      bound[q] = a + (bb - a) * (pos[q] - static_cast<double>(rank[2 * q]));
     }
     P.lo[b] = bound[0];
     P.hi[b] = bound[1];
