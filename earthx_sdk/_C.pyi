@@ -9,7 +9,23 @@ def build_info() -> dict[str, Any]: ...
 def set_num_threads(n: int) -> int: ...
 def cuda_device_count() -> int: ...
 
-# PREPROCESS-STUB
+# preprocess (csrc/cpu/preprocess.cpp)
+def normalize(
+    image: npt.NDArray[Any], kind: int, params: npt.NDArray[np.float64], nodata: float | None = None
+) -> tuple[npt.NDArray[np.float32], int]: ...
+def resize(
+    image: npt.NDArray[np.float32], out_h: int, out_w: int, mode: str
+) -> npt.NDArray[np.float32]: ...
+def preprocess(
+    image: npt.NDArray[Any],
+    kind: int,
+    params: npt.NDArray[np.float64],
+    nodata: float | None,
+    out_h: int,
+    out_w: int,
+    size: int,
+    mode: str,
+) -> tuple[npt.NDArray[np.float32], int]: ...
 
 # RASTERIZE-STUB
 

@@ -1,12 +1,12 @@
-"""Preprocess: per-sensor normalization, resize (bilinear / area) and pad to the model's square input.
+"""Preprocess: per-sensor normalization, resize (bilinear / area), pad to the square model input.
 
-The numpy functions `*_ref` are the spec; `earthx_sdk._C` implements the same arithmetic in one fused
-pass (normalize -> horizontal resample -> vertical resample -> pad), multithreaded.
+The numpy functions `*_ref` are the spec; `earthx_sdk._C` implements the same arithmetic in one
+fused pass (normalize -> horizontal resample -> vertical resample -> pad), multithreaded.
 
 Geometry: an image of (H, W) is resized, keeping its aspect, to (nh, nw) with
 `scale = size / max(H, W)`, `nh = max(1, floor(H * scale + 0.5))` (same for nw), then padded at the
-bottom and right with 0.0 (the normalized band mean) to [C, size, size]. Prompts and masks map through
-the same geometry: x_in = x * nw / W, y_in = y * nh / H (`PreprocessInfo.scale`).
+bottom and right with 0.0 (the normalized band mean) to [C, size, size]. Prompts and masks map
+through the same geometry: x_in = x * nw / W, y_in = y * nh / H (`PreprocessInfo.scale`).
 
 Resampling, per axis, with output pixel j and s = n_in / n_out:
 - "bilinear" (half-pixel centers, no antialiasing): src = clamp((j + 0.5) * s - 0.5, 0, n_in - 1),
@@ -30,7 +30,8 @@ from earthx_sdk.io.sensors import SensorSpec, get_sensor
 RESIZE_MODES = ("auto", "bilinear", "area")
 
 # Kind codes of the native ABI.
-_KIND_LINEAR, _KIND_SAR_AMPLITUDE, _KIND_SAR_INTENSITY, _KIND_SAR_COMPLEX, _KIND_PERCENTILE = range(5)
+(_KIND_LINEAR, _KIND_SAR_AMPLITUDE, _KIND_SAR_INTENSITY, _KIND_SAR_COMPLEX,
+ _KIND_PERCENTILE) = range(5)
 _SAR_CODES = {"amplitude": _KIND_SAR_AMPLITUDE, "intensity": _KIND_SAR_INTENSITY,
               "complex": _KIND_SAR_COMPLEX}
 _REAL_DTYPES = (np.uint8, np.uint16, np.int16, np.int32, np.float32, np.float64)
@@ -71,7 +72,7 @@ def resized_hw(height: int, width: int, size: int) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------
 
 def as_hwc(image, layout: str = "hwc", name: str = "image") -> np.ndarray:
-    """Returns `image` as an [H, W, C] numpy view (no copy): 2-D images get C = 1, CHW is transposed.
+    """Returns `image` as an [H, W, C] view (no copy): 2-D images get C = 1, CHW is transposed.
 
     Raises:
         TypeError: not an array, or an unsupported dtype.
@@ -183,7 +184,7 @@ def _percentile_pair(values: np.ndarray, p_low: float, p_high: float) -> tuple[f
 
 def normalize_ref(image: np.ndarray, kind: int, params: np.ndarray,
                   nodata: float | None) -> tuple[np.ndarray, int]:
-    """Per-pixel normalization of a checked [H, W, C] image -> (float32 [H, W, C], invalid count)."""
+    """Normalizes a checked [H, W, C] image -> (float32 [H, W, C], invalid pixel count)."""
     valid = _valid_mask(image, nodata)
     invalid = int(np.count_nonzero(~valid.all(axis=2)))  # pixels with any invalid band
     if kind == _KIND_SAR_COMPLEX:

@@ -1,0 +1,3 @@
+from earthx_sdk.cli import main
+
+raise SystemExit(main())
