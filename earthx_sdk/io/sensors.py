@@ -4,13 +4,14 @@ Every sensor maps its raw values to a float32 value per band in three steps, the
 `kind`, the last always a per-band standardization `(v - mean) / std`:
 
 - "linear" (optical, multispectral): v = x * gain. Optical uint8 RGB uses gain 1/255 and the
-  ImageNet mean/std the DINOv2 and ConvNeXt experts were trained with; multispectral (any number of bands,
-  typically uint16) uses gain 1 and per-band statistics in raw units (`estimate_band_stats`).
+  ImageNet mean/std the DINOv2 and ConvNeXt experts were trained with; multispectral (any number
+  of bands, typically uint16) uses gain 1 and per-band statistics in raw units
+  (`estimate_band_stats`).
 - "sar_db" (SAR): intensity I from amplitude (a**2), intensity, or complex (re**2 + im**2) input;
   dB = 10 * log10(max(I, 1e-10)) clipped to [db_min, db_max]; v = (dB - db_min) / (db_max - db_min).
 - "percentile" (thermal infrared, 16-bit): per band, lo/hi = the p_low/p_high percentiles of the
-  valid pixels of this image (linear interpolation between order statistics, numpy's default method);
-  v = clip((x - lo) / (hi - lo), 0, 1), and v = 0 where hi == lo (a constant band).
+  valid pixels of this image (linear interpolation between order statistics, numpy's default
+  method); v = clip((x - lo) / (hi - lo), 0, 1), and v = 0 where hi == lo (a constant band).
 
 Invalid samples: NaN, +-Inf (float inputs), complex values with a non-finite part, and values
 equal to the optional `nodata` are never propagated. They are left out of percentile statistics,
