@@ -49,6 +49,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("preprocess", &earthx::preprocess, py::arg("image"), py::arg("kind"), py::arg("params"),
         py::arg("nodata"), py::arg("out_h"), py::arg("out_w"), py::arg("size"), py::arg("mode"));
 
+  // The fused preprocess on a CUDA device buffer (raw pointers; RuntimeError without CUDA).
+  m.def("preprocess_cuda", &earthx::preprocess_cuda, py::arg("src"), py::arg("shape"),
+        py::arg("strides"), py::arg("typestr"), py::arg("kind"), py::arg("params"),
+        py::arg("bounds"), py::arg("nodata"), py::arg("dst"), py::arg("out_h"), py::arg("out_w"),
+        py::arg("size"), py::arg("mode"), py::arg("stream"));
+
   // --- prompt rasterization (csrc/cpu/rasterize.cpp) --------------------------------------------
   // RASTERIZE-SECTION
 

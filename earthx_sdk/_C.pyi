@@ -27,6 +27,23 @@ def preprocess(
     mode: str,
 ) -> tuple[npt.NDArray[np.float32], int]: ...
 
+def preprocess_cuda(
+    src: int,
+    shape: list[int],
+    strides: list[int],
+    typestr: str,
+    kind: int,
+    params: npt.NDArray[np.float64],
+    bounds: npt.NDArray[np.float64] | None,
+    nodata: float | None,
+    dst: int,
+    out_h: int,
+    out_w: int,
+    size: int,
+    mode: str,
+    stream: int,
+) -> None: ...
+
 # RASTERIZE-STUB
 
 # MASKS-STUB

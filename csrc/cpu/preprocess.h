@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -26,5 +27,14 @@ py::array resize(py::array image, int64_t out_h, int64_t out_w, const std::strin
 // normalize + resize to (out_h, out_w) + zero pad -> (float32 [C, size, size], invalid count).
 py::tuple preprocess(py::array image, int kind, py::array params, py::object nodata, int64_t out_h,
                      int64_t out_w, int64_t size, const std::string& mode);
+
+// The same on a CUDA device buffer (csrc/preprocess_cuda.cpp, csrc/cuda/preprocess.cu): src is a
+// device pointer read through byte strides of its HWC view, dst a C-contiguous float32
+// [C, size, size] device buffer. Percentile bounds [C, 2] come from the caller. Asynchronous on
+// `stream`; raises RuntimeError where CUDA was not compiled.
+void preprocess_cuda(uintptr_t src, std::vector<int64_t> shape, std::vector<int64_t> strides,
+                     const std::string& typestr, int kind, py::array params, py::object bounds,
+                     py::object nodata, uintptr_t dst, int64_t out_h, int64_t out_w, int64_t size,
+                     const std::string& mode, uintptr_t stream);
 
 }  // namespace earthx

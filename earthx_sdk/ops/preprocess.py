@@ -47,13 +47,14 @@ class PreprocessInfo:
         orig_hw: (H, W) of the input image.
         resized_hw: (nh, nw) of the image inside the padded square.
         size: side of the square model input.
-        invalid_pixels: pixels that were NaN, Inf or nodata (normalized to 0.0).
+        invalid_pixels: pixels with a NaN, Inf or nodata band (normalized to 0.0); None where the
+            CUDA path ran, which does not count them.
     """
 
     orig_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     size: int
-    invalid_pixels: int = 0
+    invalid_pixels: int | None = 0
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -366,3 +367,126 @@ def preprocess(image, sensor: str | SensorSpec, size: int, *, resize_mode: str =
     else:
         out, invalid = preprocess_ref(img, kind, params, nodata, nh, nw, int(size), resize_mode)
     return out, PreprocessInfo((h, w), (nh, nw), int(size), int(invalid))
+
+
+_CAI_DTYPES = {"|u1": np.uint8, "<u1": np.uint8, "<u2": np.uint16, "<i2": np.int16,
+               "<i4": np.int32, "<f4": np.float32, "<f8": np.float64, "<c8": np.complex64}
+
+
+def _cai_hwc(cai: dict, layout: str) -> tuple[list[int], list[int], str]:
+    """Shape and byte strides of the HWC view of a __cuda_array_interface__ buffer."""
+    typestr = cai["typestr"]
+    if typestr not in _CAI_DTYPES:
+        raise TypeError(f"image must have dtype uint8, uint16, int16, int32, float32, float64 or "
+                        f"complex64 on CUDA, got typestr {typestr!r}")
+    shape = list(cai["shape"])
+    itemsize = np.dtype(_CAI_DTYPES[typestr]).itemsize
+    strides = cai.get("strides")
+    if strides is None:  # C-contiguous
+        strides, step = [], itemsize
+        for d in reversed(shape):
+            strides.insert(0, step)
+            step *= d
+    strides = list(strides)
+    if layout not in ("hwc", "chw"):
+        raise ValueError(f"layout must be 'hwc' or 'chw', got {layout!r}")
+    if len(shape) == 2:
+        shape, strides = shape + [1], strides + [itemsize]
+    elif len(shape) == 3 and layout == "chw":
+        shape, strides = [shape[1], shape[2], shape[0]], [strides[1], strides[2], strides[0]]
+    elif len(shape) != 3:
+        raise ValueError(f"image must be [H, W], [H, W, C] or [C, H, W] (ndim 2 or 3), got shape "
+                         f"{shape}")
+    if min(shape) < 1:
+        raise ValueError(f"image must not be empty, got shape {shape} ({layout})")
+    return shape, strides, typestr
+
+
+def preprocess_cuda(image, sensor: str | SensorSpec, size: int, *, out=None,
+                    resize_mode: str = "auto", nodata: float | None = None, layout: str = "hwc",
+                    stream: int | None = None):
+    """`preprocess` on a CUDA device buffer, without a host round trip (Jetson, datacenter GPUs).
+
+    Same arithmetic as `preprocess_ref` (float results within 1e-5). Percentile bounds (infrared)
+    are computed on the host from a copy of the image; the other kinds never leave the device.
+
+    Args:
+        image: an object with `__cuda_array_interface__` (a torch CUDA tensor, a CuPy array),
+            [H, W], [H, W, C] or (layout="chw") [C, H, W], any strides.
+        out: a C-contiguous float32 [C, size, size] device buffer to write; None allocates a torch
+            tensor on the image's device (needs torch).
+        stream: cudaStream_t as an integer; None = torch's current stream for a torch tensor, else
+            the legacy default stream. The kernel runs asynchronously on it.
+    Returns:
+        (out, PreprocessInfo with invalid_pixels=None).
+    Raises:
+        TypeError: no __cuda_array_interface__, unsupported dtype, out of the wrong kind.
+        ValueError / RuntimeError: as `preprocess`; RuntimeError when _C has no CUDA.
+    """
+    cai = getattr(image, "__cuda_array_interface__", None)
+    if cai is None:
+        raise TypeError(f"image must expose __cuda_array_interface__ (a CUDA tensor or array), "
+                        f"got {type(image).__name__}")
+    spec = get_sensor(sensor)
+    shape, strides, typestr = _cai_hwc(cai, layout)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be an integer >= 1, got {size!r}")
+    _check_mode(resize_mode)
+    probe = np.empty((0, 0, shape[2]), _CAI_DTYPES[typestr])  # dtype and band count only
+    nodata = _check_nodata(nodata, probe)
+    kind, params = _native_params(spec, probe)
+    bounds = None
+    if kind == _KIND_PERCENTILE:
+        host = _to_host(image)
+        host = as_hwc(host, layout)
+        valid = _valid_mask(host, nodata)
+        bounds = np.zeros((shape[2], 2))
+        for b in range(shape[2]):
+            vals = host[:, :, b][valid[:, :, b]].astype(np.float64)
+            if vals.size == 0:
+                raise ValueError(f"image: band {b} has no valid pixel (all NaN, Inf or nodata): "
+                                 "percentile scaling needs at least one")
+            bounds[b] = _percentile_pair(vals, params[b, 0], params[b, 1])
+    nh, nw = resized_hw(shape[0], shape[1], int(size))
+    if out is None:
+        out = _torch_empty_like_device(image, (shape[2], int(size), int(size)))
+    ocai = getattr(out, "__cuda_array_interface__", None)
+    if ocai is None or ocai["typestr"] != "<f4" or tuple(ocai["shape"]) != (shape[2], size, size) \
+            or ocai.get("strides") not in (None, (size * size * 4, size * 4, 4)):
+        raise TypeError(f"out must be a C-contiguous float32 CUDA buffer of shape "
+                        f"{(shape[2], size, size)}")
+    if stream is None:
+        stream = _torch_stream(image)
+    _ext.native().preprocess_cuda(cai["data"][0], shape, strides, typestr, kind, params, bounds,
+                                  nodata, ocai["data"][0], nh, nw, int(size), resize_mode,
+                                  int(stream))
+    return out, PreprocessInfo((shape[0], shape[1]), (nh, nw), int(size), None)
+
+
+def _to_host(image) -> np.ndarray:
+    if hasattr(image, "cpu"):  # torch
+        return image.detach().cpu().numpy()
+    if hasattr(image, "get"):  # CuPy
+        return image.get()
+    raise TypeError("percentile scaling on CUDA copies the image to the host: pass a torch tensor "
+                    f"or a CuPy array, got {type(image).__name__}")
+
+
+def _torch_empty_like_device(image, shape):
+    try:
+        import torch
+    except ImportError:
+        raise TypeError("out=None allocates with torch, which is not installed: pass out") from None
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"out=None allocates with torch: pass out for a {type(image).__name__}")
+    return torch.empty(shape, dtype=torch.float32, device=image.device)
+
+
+def _torch_stream(image) -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    if isinstance(image, torch.Tensor):
+        return torch.cuda.current_stream(image.device).cuda_stream
+    return 0
