@@ -56,8 +56,8 @@ def _print_info(d: dict) -> None:
     for name, b in d["backends"].items():
         print(f"  {name:<13} {b['version'] if b['available'] else 'no (' + b['error'] + ')'}")
     if n["built"]:
-        print(f"native core: built, CUDA compiled {'yes' if n['cuda_compiled'] else 'no'}"
-              f" ({n['cuda_devices']} device(s) visible), TensorRT compiled "
+        cuda = (f"yes ({n['cuda_devices']} device(s) visible)" if n["cuda_compiled"] else "no")
+        print(f"native core: built, CUDA compiled {cuda}, TensorRT compiled "
               f"{'yes' if n['tensorrt_compiled'] else 'no'}, OpenMP "
               f"{'yes' if n['openmp'] else 'no'} ({n['threads']} threads)")
         print("native ops: " + ", ".join(n["ops"]))
