@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -255,23 +255,29 @@ def _length(fn: str, name: str, x: object, k: float, allow_zero: bool) -> float:
     return mapped
 
 
-def _map_coords(fn: str, name: str, x: object, shape: str, kx: float, ky: float,
-                min_n: int | None) -> np.ndarray:
-    """Checks coordinates ([N, 2] points when min_n is set, else a [4] box) and maps them to the
-    output grid: x * kx, y * ky in float64. Returns a C-contiguous float64 array."""
+def _map_coords(fn: str, name: str, x: object, rule: str, shape_ok: Callable[[tuple], bool],
+                kx: float, ky: float) -> np.ndarray:
+    """Checks coordinates (x, y pairs, flattened or [N, 2]) and maps them to the output grid:
+    x * kx, y * ky in float64. Returns a C-contiguous float64 array of the input's shape."""
     a = _real_array(fn, name, x)
-    ok = (a.ndim == 2 and a.shape[1] == 2 and a.shape[0] >= min_n) if min_n else a.shape == (4,)
-    if not ok:
-        raise ValueError(f"{fn}: {name} must be {shape}, got {list(a.shape)}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{fn}: {name} must be finite (no NaN or Inf), got {a.tolist()}")
+    if not shape_ok(a.shape):
+        raise ValueError(f"{fn}: {name} must be {rule}, got {list(a.shape)}")
+    bad = np.argwhere(~np.isfinite(a))
+    if bad.size:
+        at = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{fn}: {name} must be finite (no NaN or Inf), got {a[at]} at index "
+                         f"{at if len(at) > 1 else at[0]}")
     k = np.array([kx, ky], np.float64)
     mapped = np.ascontiguousarray((a.reshape(-1, 2) * k).reshape(a.shape))  # x * kx, y * ky
     big = float(np.max(np.abs(mapped)))
     if big > COORD_LIMIT:
         raise ValueError(f"{fn}: {name} times scale must lie within +-{COORD_LIMIT:g}, got a "
-                         f"coordinate of magnitude {big}")
+                         f"coordinate of magnitude {big:g}")
     return mapped
+
+
+def _points_ok(min_n: int) -> Callable[[tuple], bool]:
+    return lambda shape: len(shape) == 2 and shape[1] == 2 and shape[0] >= min_n
 
 
 # --- public API ------------------------------------------------------------------------------
@@ -300,10 +306,7 @@ def raster_disk(center: Sequence[float], radius: float, out_hw: Sequence[int],
     native = _ext.use_native(impl, fn)
     h, w = _out_hw(fn, out_hw)
     kx, ky = _scale(fn, scale)
-    c = _real_array(fn, "center", center)
-    if c.shape != (2,):
-        raise ValueError(f"{fn}: center must be [2] (x, y), got {list(c.shape)}")
-    c = _map_coords(fn, "center", c[None, :], "[2] (x, y)", kx, ky, min_n=1)[0]
+    c = _map_coords(fn, "center", center, "[2] (x, y)", lambda s: s == (2,), kx, ky)
     r = _length(fn, "radius", radius, math.sqrt(kx * ky), allow_zero=True)
     if native:
         return _ext.native().raster_disk(float(c[0]), float(c[1]), r, h, w)
@@ -332,7 +335,7 @@ def raster_box(box: Sequence[float], out_hw: Sequence[int], scale: Sequence[floa
     native = _ext.use_native(impl, fn)
     h, w = _out_hw(fn, out_hw)
     kx, ky = _scale(fn, scale)
-    b = _map_coords(fn, "box", box, "[4] (x0, y0, x1, y1)", kx, ky, min_n=None)
+    b = _map_coords(fn, "box", box, "[4] (x0, y0, x1, y1)", lambda s: s == (4,), kx, ky)
     if not (b[0] <= b[2] and b[1] <= b[3]):
         raise ValueError(f"{fn}: box must have x0 <= x1 and y0 <= y1, got "
                          f"{_real_array(fn, 'box', box).tolist()}")
@@ -363,7 +366,7 @@ def raster_polygon(vertices: Sequence[Sequence[float]] | np.ndarray, out_hw: Seq
     native = _ext.use_native(impl, fn)
     h, w = _out_hw(fn, out_hw)
     kx, ky = _scale(fn, scale)
-    v = _map_coords(fn, "vertices", vertices, "[N, 2] with N >= 3", kx, ky, min_n=3)
+    v = _map_coords(fn, "vertices", vertices, "[N, 2] with N >= 3", _points_ok(3), kx, ky)
     if native:
         return _ext.native().raster_polygon(v, h, w)
     return raster_polygon_ref(v, (h, w))
@@ -393,7 +396,7 @@ def raster_polyline(points: Sequence[Sequence[float]] | np.ndarray, width: float
     native = _ext.use_native(impl, fn)
     h, w = _out_hw(fn, out_hw)
     kx, ky = _scale(fn, scale)
-    p = _map_coords(fn, "points", points, "[N, 2] with N >= 1", kx, ky, min_n=1)
+    p = _map_coords(fn, "points", points, "[N, 2] with N >= 1", _points_ok(1), kx, ky)
     wd = _length(fn, "width", width, math.sqrt(kx * ky), allow_zero=False)
     if native:
         return _ext.native().raster_polyline(p, wd, h, w)
