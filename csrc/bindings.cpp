@@ -56,7 +56,21 @@ PYBIND11_MODULE(_C, m) {
         py::arg("size"), py::arg("mode"), py::arg("stream"));
 
   // --- prompt rasterization (csrc/cpu/rasterize.cpp) --------------------------------------------
-  // RASTERIZE-SECTION
+  // Disk of a point prompt: centers within radius of (cx, cy); uint8 [out_h, out_w].
+  m.def("raster_disk", &earthx::raster_disk, py::arg("cx"), py::arg("cy"), py::arg("radius"),
+        py::arg("out_h"), py::arg("out_w"));
+  // Closed box [x0, y0, x1, y1] of a box prompt; uint8 [out_h, out_w].
+  m.def("raster_box", &earthx::raster_box, py::arg("x0"), py::arg("y0"), py::arg("x1"),
+        py::arg("y1"), py::arg("out_h"), py::arg("out_w"));
+  // Even-odd polygon of float64 [N, 2] vertices (N >= 3); uint8 [out_h, out_w].
+  m.def("raster_polygon", &earthx::raster_polygon, py::arg("vertices"), py::arg("out_h"),
+        py::arg("out_w"));
+  // Scribble: capsules of the given width along float64 [N, 2] points (N >= 1); uint8 mask.
+  m.def("raster_polyline", &earthx::raster_polyline, py::arg("points"), py::arg("width"),
+        py::arg("out_h"), py::arg("out_w"));
+  // Nearest-neighbour resampling of a bool/uint8 [h, w] mask prompt through (kx, ky).
+  m.def("resample_mask", &earthx::resample_mask, py::arg("mask"), py::arg("out_h"),
+        py::arg("out_w"), py::arg("kx"), py::arg("ky"));
 
   // --- mask postprocess (csrc/cpu/masks.cpp) ----------------------------------------------------
   // MASKS-SECTION

@@ -44,7 +44,25 @@ def preprocess_cuda(
     stream: int,
 ) -> None: ...
 
-# RASTERIZE-STUB
+def raster_disk(
+    cx: float, cy: float, radius: float, out_h: int, out_w: int
+) -> npt.NDArray[np.uint8]: ...
+def raster_box(
+    x0: float, y0: float, x1: float, y1: float, out_h: int, out_w: int
+) -> npt.NDArray[np.uint8]: ...
+def raster_polygon(
+    vertices: npt.NDArray[np.float64], out_h: int, out_w: int
+) -> npt.NDArray[np.uint8]: ...
+def raster_polyline(
+    points: npt.NDArray[np.float64], width: float, out_h: int, out_w: int
+) -> npt.NDArray[np.uint8]: ...
+def resample_mask(
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8],
+    out_h: int,
+    out_w: int,
+    kx: float,
+    ky: float,
+) -> npt.NDArray[np.uint8]: ...
 
 # MASKS-STUB
 
