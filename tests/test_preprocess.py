@@ -341,3 +341,25 @@ def test_preprocess_cuda_without_cuda_build_says_so():
         with pytest.raises(RuntimeError, match="has no CUDA"):
             _ext.native().preprocess_cuda(1, [4, 4, 3], [12, 3, 1], "|u1", 0,
                                           np.zeros((3, 4)), None, None, 1, 4, 4, 8, "auto", 0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_prompts_map_through_the_image_geometry(impl):
+    # A bright 40x60 block in a 300x200 image, and a box prompt around it in image pixels: on the
+    # model input and on a 1/4 feature grid the rasterized box covers the block's pixels.
+    from earthx_sdk.ops.rasterize import raster_box
+
+    img = np.zeros((300, 200, 3), np.uint8)
+    img[100:140, 50:110] = 255
+    x, info = P.preprocess(img, "optical", 112, impl=impl)
+    bright = x[0] > 1.0  # [112, 112]
+    for grid in ((112, 112), (28, 28)):
+        box = raster_box([50, 100, 110, 140], grid, scale=info.grid_scale(grid), impl=impl)
+        f = grid[0] / 112
+        ys, xs = np.nonzero(box)
+        # the box spans the block, mapped: 50 * 112/300 * f ... 110 * 112/300 * f
+        k = info.scale[0] * f
+        assert xs.min() == round(50 * k) and xs.max() == round(110 * k) - 1
+        if grid == (112, 112):
+            inside = bright[ys, xs]
+            assert inside.mean() > 0.9  # resampling blurs the block's edge by one pixel at most

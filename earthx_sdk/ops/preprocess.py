@@ -61,6 +61,13 @@ class PreprocessInfo:
         """(kx, ky): image pixel coordinates times these give model-input coordinates."""
         return (self.resized_hw[1] / self.orig_hw[1], self.resized_hw[0] / self.orig_hw[0])
 
+    def grid_scale(self, grid_hw: tuple[int, int]) -> tuple[float, float]:
+        """(kx, ky) from image pixels to a grid of grid_hw covering the padded square (the model
+        input itself, or a feature map such as its 1/14 or 1/4 grid): the `scale` argument of
+        the `earthx_sdk.ops.rasterize` functions."""
+        kx, ky = self.scale
+        return (kx * grid_hw[1] / self.size, ky * grid_hw[0] / self.size)
+
 
 def resized_hw(height: int, width: int, size: int) -> tuple[int, int]:
     """(nh, nw) of an (height, width) image fitted, aspect kept, into a size x size square."""
