@@ -56,9 +56,8 @@ def _check_out_hw(out_hw, fn: str) -> tuple[int, int]:
     return h, w
 
 
-def _check_boxes(boxes, fn: str, out_hw: tuple[int, int],
-                 size: tuple[int, int] | None = None) -> np.ndarray:
-    """boxes as a C-contiguous int64 [N, 4], inside the image, of `size` (th, tw) when given."""
+def _as_boxes(boxes, fn: str) -> np.ndarray:
+    """boxes as a C-contiguous int64 [N, 4] (dtype and shape checked, values not)."""
     boxes = np.asarray(boxes)
     if not np.issubdtype(boxes.dtype, np.integer):
         raise TypeError(f"{fn}: boxes must have an integer dtype (int64 from tile_grid), "
@@ -66,7 +65,13 @@ def _check_boxes(boxes, fn: str, out_hw: tuple[int, int],
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{fn}: boxes must be [N, 4] rows (y0, x0, y1, x1), "
                          f"got {list(boxes.shape)}")
-    boxes = np.ascontiguousarray(boxes, dtype=np.int64)
+    return np.ascontiguousarray(boxes, dtype=np.int64)
+
+
+def _check_boxes(boxes, fn: str, out_hw: tuple[int, int],
+                 size: tuple[int, int] | None = None) -> np.ndarray:
+    """boxes as a C-contiguous int64 [N, 4], inside the image, of `size` (th, tw) when given."""
+    boxes = _as_boxes(boxes, fn)
     h, w = out_hw
     y0, x0, y1, x1 = boxes.T  # [N] each
     outside = (y0 < 0) | (x0 < 0) | (y1 > h) | (x1 > w)
@@ -99,12 +104,11 @@ def _check_stitch(values, boxes, out_hw, overlap, fn: str, name: str, dtypes: tu
                          f"got {list(values.shape)}")
     overlap = _check_overlap(overlap, fn)
     out_hw = _check_out_hw(out_hw, fn)
-    boxes_arr = np.asarray(boxes)
-    if boxes_arr.ndim == 2 and boxes_arr.shape[0] != values.shape[0]:
-        raise ValueError(f"{fn}: {name} and boxes must have the same N, got {values.shape[0]} "
-                         f"and {boxes_arr.shape[0]}")
-    boxes = _check_boxes(boxes_arr, fn, out_hw, size=values.shape[-2:])
-    return boxes, out_hw, overlap
+    boxes = _as_boxes(boxes, fn)
+    if len(boxes) != len(values):
+        raise ValueError(f"{fn}: {name} and boxes must have the same N, got {len(values)} "
+                         f"and {len(boxes)}")
+    return _check_boxes(boxes, fn, out_hw, size=values.shape[-2:]), out_hw, overlap
 
 
 # ------------------------------------------------------------------------------------------------
