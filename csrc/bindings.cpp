@@ -76,7 +76,12 @@ PYBIND11_MODULE(_C, m) {
   // MASKS-SECTION
 
   // --- tiling (csrc/cpu/tiling.cpp) -------------------------------------------------------------
-  // TILING-SECTION
+  // Weighted blend of float32 tiles [N, (C,) th, tw] at boxes [N, 4] -> [(C,) H, W].
+  m.def("stitch", &earthx::stitch, py::arg("tiles"), py::arg("boxes"), py::arg("height"),
+        py::arg("width"), py::arg("overlap"));
+  // Weighted vote of masks [N, th, tw] uint8|bool at boxes [N, 4] -> uint8 [H, W] (vote >= 0.5).
+  m.def("stitch_masks", &earthx::stitch_masks, py::arg("masks"), py::arg("boxes"),
+        py::arg("height"), py::arg("width"), py::arg("overlap"));
 
   // --- CUDA (csrc/cuda) -------------------------------------------------------------------------
   // Number of visible CUDA devices (0 without a driver or GPU); -1 when CUDA was not compiled.

@@ -66,4 +66,11 @@ def resample_mask(
 
 # MASKS-STUB
 
-# TILING-STUB
+def stitch(
+    tiles: npt.NDArray[np.float32], boxes: npt.NDArray[np.int64], height: int, width: int,
+    overlap: int,
+) -> npt.NDArray[np.float32]: ...
+def stitch_masks(
+    masks: npt.NDArray[np.uint8] | npt.NDArray[np.bool_], boxes: npt.NDArray[np.int64], height: int,
+    width: int, overlap: int,
+) -> npt.NDArray[np.uint8]: ...
