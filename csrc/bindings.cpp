@@ -73,7 +73,20 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out_w"), py::arg("kx"), py::arg("ky"));
 
   // --- mask postprocess (csrc/cpu/masks.cpp) ----------------------------------------------------
-  // MASKS-SECTION
+  // Mask logits [N, h, w] over the padded square -> float32 [N, H, W] (unpad + resize, bilinear).
+  m.def("upsample_logits", &earthx::upsample_logits, py::arg("logits"), py::arg("size"),
+        py::arg("resized_hw"), py::arg("orig_hw"));
+  // upsample_logits(...) > threshold -> uint8 [N, H, W], fused (no float image).
+  m.def("postprocess_masks", &earthx::postprocess_masks, py::arg("logits"), py::arg("size"),
+        py::arg("resized_hw"), py::arg("orig_hw"), py::arg("threshold"));
+  // Mask [H, W] (or [N, H, W]) -> COCO compressed RLE {"size", "counts"} (or a list of them).
+  m.def("rle_encode", &earthx::rle_encode, py::arg("mask"));
+  // COCO RLE (compressed bytes / str or int64 runs) -> uint8 [H, W].
+  m.def("rle_decode", &earthx::rle_decode, py::arg("rle"));
+  // Foreground pixel count of a COCO RLE.
+  m.def("rle_area", &earthx::rle_area, py::arg("rle"));
+  // Mask [H, W] -> outer contours (float64 [K, 2] x, y) of its 8-connected components.
+  m.def("mask_to_polygons", &earthx::mask_to_polygons, py::arg("mask"));
 
   // --- tiling (csrc/cpu/tiling.cpp) -------------------------------------------------------------
   // Weighted blend of float32 tiles [N, (C,) th, tw] at boxes [N, 4] -> [(C,) H, W].
