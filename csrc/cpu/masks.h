@@ -1,4 +1,5 @@
-// Mask postprocess: logit upsampling + threshold, COCO RLE, outer contours.
+// Mask postprocess: logit upsampling + threshold (masks.cpp), COCO RLE (rle.cpp), outer contours
+// (contours.cpp).
 // The spec is earthx_sdk/ops/masks.py (upsample_logits_ref, postprocess_masks_ref, rle_*_ref,
 // mask_to_polygons_ref).
 #pragma once
