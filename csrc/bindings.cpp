@@ -49,7 +49,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("preprocess", &earthx::preprocess, py::arg("image"), py::arg("kind"), py::arg("params"),
         py::arg("nodata"), py::arg("out_h"), py::arg("out_w"), py::arg("size"), py::arg("mode"));
 
-  // The fused preprocess on a CUDA device buffer (raw pointers; RuntimeError without CUDA).
+  // The fused preprocess on a CUDA device buffer (csrc/preprocess_cuda.cpp, csrc/cuda/
+  // preprocess.cu; raw pointers; RuntimeError without CUDA).
   m.def("preprocess_cuda", &earthx::preprocess_cuda, py::arg("src"), py::arg("shape"),
         py::arg("strides"), py::arg("typestr"), py::arg("kind"), py::arg("params"),
         py::arg("bounds"), py::arg("nodata"), py::arg("dst"), py::arg("out_h"), py::arg("out_w"),
@@ -72,7 +73,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("resample_mask", &earthx::resample_mask, py::arg("mask"), py::arg("out_h"),
         py::arg("out_w"), py::arg("kx"), py::arg("ky"));
 
-  // --- mask postprocess (csrc/cpu/masks.cpp) ----------------------------------------------------
+  // --- mask postprocess (csrc/cpu/masks.cpp, rle.cpp, contours.cpp) -----------------------------
   // Mask logits [N, h, w] over the padded square -> float32 [N, H, W] (unpad + resize, bilinear).
   m.def("upsample_logits", &earthx::upsample_logits, py::arg("logits"), py::arg("size"),
         py::arg("resized_hw"), py::arg("orig_hw"));
