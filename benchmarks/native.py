@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     info = _ext.build_info()
 
     rows = []
-    header = (f"{'op':<22} {'case':<34} {'ref ms':>9} {'native ms':>10} {'p90 nat':>9} "
+    header = (f"{'op':<22} {'case':<40} {'ref ms':>9} {'native ms':>10} {'p90 nat':>9} "
               f"{'speed-up':>9} {'target':>7} {'max |diff|':>11}")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{info['threads']} native threads, median of {args.repeat}")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_med, nat_med = statistics.median(ref_t), statistics.median(nat_t)
         speedup = ref_med / nat_med if nat_med > 0 else float("inf")
         target = f"{case.target:.0f}x" if case.target else "-"
-        print(f"{case.op:<22} {case.name:<34} {ref_med * 1e3:>9.3f} {nat_med * 1e3:>10.3f} "
+        print(f"{case.op:<22} {case.name:<40} {ref_med * 1e3:>9.3f} {nat_med * 1e3:>10.3f} "
               f"{_percentile(nat_t, 90) * 1e3:>9.3f} {speedup:>8.1f}x {target:>7} {diff:>11.3g}")
         rows.append({
             "op": case.op, "case": case.name,

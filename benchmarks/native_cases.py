@@ -113,9 +113,13 @@ def _masks_cases() -> list[Case]:
     logits = rng.standard_normal((1, 256, 256)).astype(np.float32)
     resized = (1024, round(1024 * orig[1] / orig[0]))
     poly_mask = blobs(1024, 1024, 12)
+    noise = rng.random((2048, 2048)) < 0.5
     return [
         Case("rle_encode", "2048x2048 bool, 8 blobs", lambda: M.rle_encode_ref(big),
              lambda: C.rle_encode(big), target=5),
+        # worst case for run-length coding: every other pixel starts a run
+        Case("rle_encode", "2048x2048 bool, random 50%", lambda: M.rle_encode_ref(noise),
+             lambda: C.rle_encode(noise)),
         Case("rle_decode", "2048x2048, 8 blobs", lambda: M.rle_decode_ref(rle),
              lambda: C.rle_decode(rle)),
         Case("postprocess_masks", f"1x256x256 -> {orig[0]}x{orig[1]}",
