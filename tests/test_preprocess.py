@@ -240,7 +240,7 @@ def test_bad_size_mode_nodata(impl):
         P.preprocess(img, "optical", 8, resize_mode="cubic", impl=impl)
     with pytest.raises(ValueError, match="nodata must not be NaN"):
         P.preprocess(img, "optical", 8, nodata=math.nan, impl=impl)
-    with pytest.raises(ValueError, match=r"out_hw must have both dims >= 1, got \(0, 3\)"):
+    with pytest.raises(ValueError, match=r"resize: out_hw must be >= 1 in both dims, got \(0, 3\)"):
         P.resize(np.ones((4, 4), np.float32), (0, 3), impl=impl)
     with pytest.raises(TypeError, match="image must have dtype float32"):
         P.resize(np.ones((4, 4), np.uint8), (2, 2), impl=impl)

@@ -164,7 +164,7 @@ def test_coverage_counts(rng):
     (np.array([[0, 0, 2, 5]]), (4, 4), ValueError, r"coverage: boxes must lie inside"),
     (np.array([[2, 0, 2, 3]]), (4, 4), ValueError, r"coverage: boxes must be non-empty"),
     (np.array([[0.0, 0, 2, 2]]), (4, 4), TypeError, r"coverage: boxes must have an integer"),
-    (np.array([[0, 0, 2, 2]]), (4, 0), ValueError, r"coverage: out_hw must be \(H, W\)"),
+    (np.array([[0, 0, 2, 2]]), (4, 0), ValueError, r"coverage: out_hw must be >= 1 in both"),
 ])
 def test_coverage_bad_input(boxes, out_hw, exc, match):
     with pytest.raises(exc, match=match):
@@ -378,9 +378,10 @@ BAD_STITCH = {
     "boxes_float": (None, {"boxes": np.array([[0.0, 0, 4, 5], [2, 3, 6, 8]])}, TypeError,
                     r"boxes must have an integer dtype"),
     "out_hw_zero": (None, {"out_hw": (0, 8)}, ValueError,
-                    r"out_hw must be \(H, W\) with H, W >= 1, got \(0, 8\)"),
-    "out_hw_len": (None, {"out_hw": (6, 8, 1)}, ValueError, r"out_hw must be a pair \(H, W\)"),
-    "out_hw_float": (None, {"out_hw": (6.0, 8)}, TypeError, r"out_hw\[0\] must be an integer"),
+                    r"out_hw must be >= 1 in both dims, got \(0, 8\)"),
+    "out_hw_len": (None, {"out_hw": (6, 8, 1)}, ValueError, r"out_hw must be a pair of ints"),
+    "out_hw_float": (None, {"out_hw": (6.0, 8)}, TypeError,
+                     r"out_hw must be a pair of ints \(h, w\), got \(6.0, 8\)"),
     "overlap_negative": (None, {"overlap": -1}, ValueError, r"overlap must be >= 0, got -1"),
     "overlap_float": (None, {"overlap": 1.5}, TypeError, r"overlap must be an integer"),
     "impl": (None, {"impl": "cuda"}, ValueError, r"impl must be one of"),

@@ -30,6 +30,7 @@ import numbers
 import numpy as np
 
 from earthx_sdk import _ext
+from earthx_sdk.ops._checks import check_hw
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _MAX_SIDE = 2**31 - 1  # RLE sizes: H * W and every run fit in int64
@@ -70,24 +71,10 @@ def _check_int(fn: str, name: str, v) -> int:
     return int(v)
 
 
-def _check_hw(fn: str, name: str, v) -> tuple[int, int]:
-    if not isinstance(v, (tuple, list, np.ndarray)):
-        raise TypeError(f"{fn}: {name} must be a pair of ints (h, w), got {type(v).__name__}")
-    if len(v) != 2:
-        raise ValueError(f"{fn}: {name} must be a pair of ints (h, w), got {len(v)} values")
-    for e in v:
-        if isinstance(e, (bool, np.bool_)) or not isinstance(e, (int, np.integer)):
-            raise TypeError(f"{fn}: {name} must hold ints, got {type(e).__name__}")
-    h, w = int(v[0]), int(v[1])
-    if h < 1 or w < 1:
-        raise ValueError(f"{fn}: {name} must be >= 1, got ({h}, {w})")
-    return h, w
-
-
 def _check_geometry(fn: str, size, resized_hw, orig_hw):
     size = _check_int(fn, "size", size)
-    resized_hw = _check_hw(fn, "resized_hw", resized_hw)
-    orig_hw = _check_hw(fn, "orig_hw", orig_hw)
+    resized_hw = check_hw(fn, "resized_hw", resized_hw)
+    orig_hw = check_hw(fn, "orig_hw", orig_hw)
     if max(resized_hw) > size:
         raise ValueError(f"{fn}: resized_hw must fit in the size x size input (each <= {size}), "
                          f"got {resized_hw}")

@@ -26,6 +26,7 @@ import numpy as np
 
 from earthx_sdk import _ext
 from earthx_sdk.io.sensors import SensorSpec, get_sensor
+from earthx_sdk.ops._checks import check_hw
 
 RESIZE_MODES = ("auto", "bilinear", "area")
 
@@ -318,25 +319,12 @@ def resize(image, out_hw: tuple[int, int], *, mode: str = "auto", impl: str = "a
     if img.dtype != np.float32:
         raise TypeError(f"image must have dtype float32 (normalize first), got {img.dtype}")
     _check_mode(mode)
-    out_h, out_w = _check_hw(out_hw, "out_hw")
+    out_h, out_w = check_hw("resize", "out_hw", out_hw)
     if _ext.use_native(impl, "resize"):
         out = _ext.native().resize(img, out_h, out_w, mode)
     else:
         out = resize_ref(img, out_h, out_w, mode)
     return out if np.ndim(image) == 3 else out[:, :, 0]
-
-
-def _check_hw(hw, name: str) -> tuple[int, int]:
-    try:
-        h, w = hw
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (height, width), got {hw!r}") from None
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-            raise TypeError(f"{name} must hold integers, got {hw!r}")
-    if h < 1 or w < 1:
-        raise ValueError(f"{name} must have both dims >= 1, got {hw!r}")
-    return int(h), int(w)
 
 
 def preprocess(image, sensor: str | SensorSpec, size: int, *, resize_mode: str = "auto",

@@ -19,12 +19,12 @@ The `*_ref` functions take output-grid coordinates and assume validated input.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from earthx_sdk import _ext
+from earthx_sdk.ops._checks import check_hw
 
 # Largest |coordinate| (and radius, width) accepted after scaling, in output pixels. It keeps
 # every intermediate (crossing abscissae, squared distances) finite and far from overflow; any
@@ -212,18 +212,6 @@ def resample_mask_ref(mask: np.ndarray, out_hw: tuple[int, int], scale: _Scale) 
 # --- input checks and coordinate mapping, shared by both implementations ---------------------
 
 
-def _out_hw(fn: str, out_hw: Sequence[int]) -> tuple[int, int]:
-    try:
-        if len(out_hw) != 2 or any(isinstance(d, (bool, np.bool_)) for d in out_hw):
-            raise TypeError
-        h, w = (operator.index(d) for d in out_hw)
-    except TypeError:
-        raise TypeError(f"{fn}: out_hw must be two ints (out_h, out_w), got {out_hw!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"{fn}: out_hw must be >= 1 in both dims, got ({h}, {w})")
-    return h, w
-
-
 def _scale(fn: str, scale: Sequence[float]) -> _Scale:
     s = _real_array(fn, "scale", scale)
     if s.shape != (2,):
@@ -304,7 +292,7 @@ def raster_disk(center: Sequence[float], radius: float, out_hw: Sequence[int],
     """
     fn = "raster_disk"
     native = _ext.use_native(impl, fn)
-    h, w = _out_hw(fn, out_hw)
+    h, w = check_hw(fn, "out_hw", out_hw)
     kx, ky = _scale(fn, scale)
     c = _map_coords(fn, "center", center, "[2] (x, y)", lambda s: s == (2,), kx, ky)
     r = _length(fn, "radius", radius, math.sqrt(kx * ky), allow_zero=True)
@@ -333,7 +321,7 @@ def raster_box(box: Sequence[float], out_hw: Sequence[int], scale: Sequence[floa
     """
     fn = "raster_box"
     native = _ext.use_native(impl, fn)
-    h, w = _out_hw(fn, out_hw)
+    h, w = check_hw(fn, "out_hw", out_hw)
     kx, ky = _scale(fn, scale)
     b = _map_coords(fn, "box", box, "[4] (x0, y0, x1, y1)", lambda s: s == (4,), kx, ky)
     if not (b[0] <= b[2] and b[1] <= b[3]):
@@ -364,7 +352,7 @@ def raster_polygon(vertices: Sequence[Sequence[float]] | np.ndarray, out_hw: Seq
     """
     fn = "raster_polygon"
     native = _ext.use_native(impl, fn)
-    h, w = _out_hw(fn, out_hw)
+    h, w = check_hw(fn, "out_hw", out_hw)
     kx, ky = _scale(fn, scale)
     v = _map_coords(fn, "vertices", vertices, "[N, 2] with N >= 3", _points_ok(3), kx, ky)
     if native:
@@ -394,7 +382,7 @@ def raster_polyline(points: Sequence[Sequence[float]] | np.ndarray, width: float
     """
     fn = "raster_polyline"
     native = _ext.use_native(impl, fn)
-    h, w = _out_hw(fn, out_hw)
+    h, w = check_hw(fn, "out_hw", out_hw)
     kx, ky = _scale(fn, scale)
     p = _map_coords(fn, "points", points, "[N, 2] with N >= 1", _points_ok(1), kx, ky)
     wd = _length(fn, "width", width, math.sqrt(kx * ky), allow_zero=False)
@@ -422,7 +410,7 @@ def resample_mask(mask: np.ndarray, out_hw: Sequence[int], scale: Sequence[float
     """
     fn = "resample_mask"
     native = _ext.use_native(impl, fn)
-    h, w = _out_hw(fn, out_hw)
+    h, w = check_hw(fn, "out_hw", out_hw)
     kx, ky = _scale(fn, scale)
     if not isinstance(mask, np.ndarray) or mask.dtype not in (np.bool_, np.uint8):
         got = mask.dtype if isinstance(mask, np.ndarray) else type(mask).__name__

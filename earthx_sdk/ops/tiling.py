@@ -26,6 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from earthx_sdk import _ext
+from earthx_sdk.ops._checks import check_hw
 
 LAYOUTS = ("hwc", "chw")
 
@@ -45,15 +46,6 @@ def _check_overlap(overlap, fn: str) -> int:
     if overlap < 0:
         raise ValueError(f"{fn}: overlap must be >= 0, got {overlap}")
     return overlap
-
-
-def _check_out_hw(out_hw, fn: str) -> tuple[int, int]:
-    if not isinstance(out_hw, (tuple, list, np.ndarray)) or len(out_hw) != 2:
-        raise ValueError(f"{fn}: out_hw must be a pair (H, W), got {out_hw!r}")
-    h, w = _as_int(out_hw[0], fn, "out_hw[0]"), _as_int(out_hw[1], fn, "out_hw[1]")
-    if h < 1 or w < 1:
-        raise ValueError(f"{fn}: out_hw must be (H, W) with H, W >= 1, got ({h}, {w})")
-    return h, w
 
 
 def _as_boxes(boxes, fn: str) -> np.ndarray:
@@ -103,7 +95,7 @@ def _check_stitch(values, boxes, out_hw, overlap, fn: str, name: str, dtypes: tu
         raise ValueError(f"{fn}: {name} must have channels and tile sides >= 1, "
                          f"got {list(values.shape)}")
     overlap = _check_overlap(overlap, fn)
-    out_hw = _check_out_hw(out_hw, fn)
+    out_hw = check_hw(fn, "out_hw", out_hw)
     boxes = _as_boxes(boxes, fn)
     if len(boxes) != len(values):
         raise ValueError(f"{fn}: {name} and boxes must have the same N, got {len(values)} "
@@ -191,7 +183,7 @@ def coverage(boxes, out_hw: tuple[int, int]) -> np.ndarray:
         ValueError: boxes not [N, 4], empty or outside the image; out_hw not a pair of ints >= 1.
     """
     fn = "coverage"
-    h, w = _check_out_hw(out_hw, fn)
+    h, w = check_hw(fn, "out_hw", out_hw)
     boxes = _check_boxes(boxes, fn, (h, w))
     y0, x0, y1, x1 = boxes.T  # [N] each
     diff = np.zeros((h + 1, w + 1), np.int64)  # 2-D difference image of the box indicators
