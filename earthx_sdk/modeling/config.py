@@ -1,0 +1,179 @@
+"""Model configuration: frozen dataclasses with named presets (`EarthXConfig.from_name`).
+
+JSON (`config.json` of a saved model) is only the serialized form; unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Sensors the model knows, in the order of their learned embeddings.
+SENSORS = ("optical", "multispectral", "sar", "infrared")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Both vision experts, the per-sensor stems and the fusion into LLM-width tokens.
+
+    The ViT (DINOv2 class) sees the image as patches of `vit_patch`; the ConvNet (ConvNeXt class)
+    yields four stages at strides 4, 8, 16, 32. `*_path` loads pretrained weights from a local
+    directory (`from_pretrained`); otherwise the expert is built from the sizes here.
+    """
+
+    image_size: int = 448
+    vit_hidden: int = 1024
+    vit_layers: int = 24
+    vit_heads: int = 16
+    vit_mlp: int = 4096
+    vit_patch: int = 14
+    vit_path: str | None = None
+    convnext_dims: tuple[int, ...] = (192, 384, 768, 1536)
+    convnext_depths: tuple[int, ...] = (3, 3, 27, 3)
+    convnext_v2: bool = False
+    convnext_path: str | None = None
+    multispectral_bands: int = 13  # N of the multispectral stem (Sentinel-2 has 13 bands)
+    token_pool: int = 2  # visual tokens for the LLM: the ViT grid average-pooled by this factor
+
+    @property
+    def grid(self) -> int:
+        """Side of the ViT token grid (448 / 14 = 32)."""
+        return self.image_size // self.vit_patch
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """A Llama/Qwen2-family causal LM: from these sizes, or from a local directory (`llm_path`)."""
+
+    family: str = "llama"  # "llama" | "qwen2" (ignored when llm_path is set)
+    hidden: int = 1536
+    layers: int = 28
+    heads: int = 12
+    kv_heads: int = 2
+    intermediate: int = 8960
+    vocab_size: int = 151936
+    max_positions: int = 4096
+    rope_theta: float = 1_000_000.0
+    tie_embeddings: bool = True
+    llm_path: str | None = None
+    tokenizer_path: str | None = None  # a directory with tokenizer.json; None: llm_path's
+
+
+@dataclass(frozen=True)
+class PromptEncoderConfig:
+    """Region tokens from visual prompts: region_pool features + Fourier geometry codes, then
+    self-attention among prompts and cross-attention to image tokens."""
+
+    dim: int = 512
+    layers: int = 2
+    heads: int = 8
+    mlp: int = 2048
+    pool_grid: int = 7  # K of region_pool's K x K sampling grid
+    fourier_bands: int = 16
+    region_tokens: int = 1  # <region> tokens per prompt
+    mask_resolution: int = 112  # side of the rasterized prompt masks (over the padded square)
+
+
+@dataclass(frozen=True)
+class MaskDecoderConfig:
+    """SAM-style two-way transformer: queries from <seg> (+ prompt tokens), keys from dense
+    features; mask logits at 1/4 of the input resolution and a predicted IoU."""
+
+    dim: int = 256
+    depth: int = 2
+    heads: int = 8
+    mlp: int = 2048
+
+
+@dataclass(frozen=True)
+class EarthXConfig:
+    name: str = "custom"
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    prompt: PromptEncoderConfig = field(default_factory=PromptEncoderConfig)
+    mask: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: Any) -> EarthXConfig:
+        """A preset ("tiny", "small", "base"), with top-level fields replaced by `overrides`.
+
+        Raises:
+            ValueError: unknown preset (the message lists the valid names).
+        """
+        if name not in PRESETS:
+            raise ValueError(f"config preset must be one of {sorted(PRESETS)}, got {name!r}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EarthXConfig:
+        """Inverse of to_dict. Raises ValueError on unknown or missing-typed keys."""
+        return _from_dict(cls, d, "config")
+
+    def save(self, path: str | Path) -> None:
+        """Writes JSON to `path` (via a temporary file, then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EarthXConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _from_dict(cls, d: Any, where: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; valid keys are {sorted(fields)}")
+    kwargs = {}
+    for k, v in d.items():
+        sub = _NESTED.get((cls, k))
+        if sub is not None:
+            kwargs[k] = _from_dict(sub, v, f"{where}.{k}")
+        elif isinstance(v, list):
+            kwargs[k] = tuple(v)
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+_NESTED = {(EarthXConfig, "vision"): VisionConfig, (EarthXConfig, "llm"): LLMConfig,
+           (EarthXConfig, "prompt"): PromptEncoderConfig, (EarthXConfig, "mask"): MaskDecoderConfig}
+
+PRESETS: dict[str, EarthXConfig] = {
+    # A few million parameters: CPU tests and the embedded demo model.
+    "tiny": EarthXConfig(
+        name="tiny",
+        vision=VisionConfig(image_size=112, vit_hidden=64, vit_layers=2, vit_heads=2, vit_mlp=128,
+                            convnext_dims=(16, 32, 64, 128), convnext_depths=(1, 1, 1, 1),
+                            multispectral_bands=4),
+        llm=LLMConfig(family="llama", hidden=128, layers=2, heads=4, kv_heads=2, intermediate=256,
+                      vocab_size=2048, max_positions=512, rope_theta=10_000.0),
+        prompt=PromptEncoderConfig(dim=64, layers=1, heads=2, mlp=128, pool_grid=4,
+                                   fourier_bands=8, mask_resolution=28),
+        mask=MaskDecoderConfig(dim=64, depth=1, heads=2, mlp=128),
+    ),
+    # ViT-S/14 + ConvNeXt-T at 224 px and a SmolLM2-135M-shaped decoder (an edge model).
+    "small": EarthXConfig(
+        name="small",
+        vision=VisionConfig(image_size=224, vit_hidden=384, vit_layers=12, vit_heads=6,
+                            vit_mlp=1536, convnext_dims=(96, 192, 384, 768),
+                            convnext_depths=(3, 3, 9, 3)),
+        llm=LLMConfig(family="llama", hidden=576, layers=30, heads=9, kv_heads=3,
+                      intermediate=1536, vocab_size=49152, max_positions=2048,
+                      rope_theta=100_000.0),
+        prompt=PromptEncoderConfig(dim=256, layers=2, heads=4, mlp=1024, mask_resolution=56),
+        mask=MaskDecoderConfig(dim=128, depth=2, heads=4, mlp=512),
+    ),
+    # EarthGPT-X scale: DINOv2 ViT-L/14 at 448 px, ConvNeXt-L, a Qwen2-1.5B-shaped LLM.
+    "base": EarthXConfig(name="base"),
+}
