@@ -232,7 +232,8 @@ class VisionEncoder(nn.Module):
         """Encodes one batch of images from one sensor.
 
         Args:
-            images: [B, C, S, S] float, S = cfg.image_size, C one of the sensor's channel counts.
+            images: [B, C, S, S] float, S = cfg.image_size, C one of the sensor's channel counts;
+                cast to the model's dtype.
             sensor: one of `earthx_sdk.modeling.config.SENSORS`.
 
         Returns:
@@ -246,7 +247,8 @@ class VisionEncoder(nn.Module):
         self._check(images, sensor)
         b, c = images.shape[:2]
         g = self.grid
-        x = self.stems[str(c)](images)  # [B, 3, S, S]
+        stem = self.stems[str(c)]
+        x = stem(images.to(stem.weight.dtype))  # [B, 3, S, S]
         patch_tokens, (s1, s2, s3) = self.expert_features(x)
 
         s3 = F.interpolate(s3, size=(g, g), mode="bilinear", align_corners=False)  # [B, C3, g, g]

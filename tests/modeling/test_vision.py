@@ -153,6 +153,15 @@ def test_gradient_reaches_every_parameter():
     assert frozen and all(n.startswith(UNUSED_PREFIXES) for n in frozen)
 
 
+def test_bfloat16_model_takes_float32_images():
+    torch.manual_seed(0)
+    enc = VisionEncoder(TINY, LLM_HIDDEN).eval().to(torch.bfloat16)
+    with torch.no_grad():
+        out = enc(_images(TINY.multispectral_bands, b=1), "multispectral")
+    assert out.tokens.dtype == torch.bfloat16 and out.dense.dtype == torch.bfloat16
+    assert torch.isfinite(out.tokens.float()).all()
+
+
 def test_convnext_v2_shapes():
     torch.manual_seed(0)
     enc = VisionEncoder(dataclasses.replace(TINY, convnext_v2=True), LLM_HIDDEN).eval()
