@@ -6,7 +6,6 @@ list of `earthx_sdk.processor.Encoded` samples (they may mix sensors and channel
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +228,6 @@ class EarthXModel(nn.Module):
         if generated[-1] == tok.seg_id:  # a trailing <seg> still needs its own hidden state
             out = self.llm(inputs_embeds=x, use_cache=False, output_hidden_states=True)
             seg_states.append(out.hidden_states[-1][0, -1])
-        hidden = self.llm.config.hidden_size
         g = self.cfg.vision.image_size // 4
         if seg_states:
             q = torch.stack(seg_states)[None]  # [1, Q, hidden]
@@ -238,7 +236,6 @@ class EarthXModel(nn.Module):
         else:
             masks = torch.zeros(0, g, g, device=self.device)
             iou = torch.zeros(0, device=self.device)
-        del hidden
         text = tok.decode([t for t in generated if t not in (tok.eos_id,)])
         return Generation(generated, text, masks.float(), iou.float())
 
@@ -253,12 +250,6 @@ class EarthXModel(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.cfg.save(path / "config.json")
-        experts = {"vit": self.vision.vit.config.to_dict(),
-                   "convnext": self.vision.convnext.config.to_dict(),
-                   "llm": self.llm.config.to_dict()}
-        tmp = path / "experts.json.tmp"
-        tmp.write_text(json.dumps(experts, indent=2, default=str))
-        tmp.replace(path / "experts.json")
         tmp = path / "model.safetensors.tmp"
         save_model(self, str(tmp))
         tmp.replace(path / "model.safetensors")

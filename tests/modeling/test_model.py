@@ -1,0 +1,133 @@
+"""EarthXModel on the tiny preset: losses and gradients, decoding, persistence, bad input."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from earthx_sdk.modeling.config import EarthXConfig  # noqa: E402
+from earthx_sdk.modeling.model import EarthXModel  # noqa: E402
+from earthx_sdk.prompts import Box, Point, Polygon, Scribble  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return EarthXModel(EarthXConfig.from_name("tiny"))
+
+
+def _images(rng):
+    optical = rng.integers(0, 256, (96, 120, 3), dtype=np.uint8)
+    sar = rng.gamma(1.0, 0.1, (80, 80)).astype(np.float32)  # amplitude, single-pol
+    dual = rng.gamma(1.0, 0.1, (80, 80, 2)).astype(np.float32)  # dual-pol
+    thermal = rng.integers(8000, 12000, (100, 90), dtype=np.uint16)
+    ms = rng.integers(0, 4000, (64, 64, 4), dtype=np.uint16)
+    return optical, sar, dual, thermal, ms
+
+
+def mixed_batch(model, rng):
+    optical, sar, dual, thermal, ms = _images(rng)
+    seg_target = np.zeros(thermal.shape, bool)
+    seg_target[20:60, 30:70] = True
+    enc = model.processor.encode
+    return [
+        enc(optical, "optical", "Describe the image.", "a few buildings next to a road."),
+        enc(sar, "sar", "What is in <region>?", "a ship.", prompts=[Box(10, 12, 40, 30)]),
+        enc(thermal, "infrared", "Segment the warm roof in <region>.", "<seg>",
+            prompts=[Polygon([(30, 20), (70, 20), (70, 60), (30, 60)])],
+            target_masks=[seg_target]),
+        enc(ms, "multispectral", "How many storage tanks are there?", "three."),
+        enc(dual, "sar", "Classify <region>.", "water.", prompts=[Point(40, 40)]),
+    ]
+
+
+def test_mixed_batch_losses_are_finite_and_every_parameter_learns(model):
+    rng = np.random.default_rng(0)
+    model.train()
+    model.zero_grad()
+    losses = model(mixed_batch(model, rng))
+    for k, v in losses.items():
+        assert torch.isfinite(v), (k, v)
+    assert losses["mask_loss"] > 0 and losses["lm_loss"] > 0
+    losses["loss"].backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and
+               (p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any())]
+    assert not missing, f"parameters without a gradient: {missing}"
+
+
+def test_kv_cache_greedy_equals_full_recomputation(model):
+    rng = np.random.default_rng(1)
+    optical, sar, *_ = _images(rng)
+    model.eval()
+    for img, sensor, q, prompts in ((optical, "optical", "Describe the image.", []),
+                                    (sar, "sar", "What is <region>?", [Box(5, 5, 30, 30)])):
+        s = model.processor.encode(img, sensor, q, prompts=prompts)
+        a = model.generate(s, max_new_tokens=24, use_cache=True)
+        b = model.generate(s, max_new_tokens=24, use_cache=False)
+        assert a.token_ids == b.token_ids and len(a.token_ids) > 0
+        assert a.mask_logits.shape[0] == a.token_ids.count(model.tokenizer.seg_id)
+
+
+def test_sampling_is_seeded_and_checks_arguments(model):
+    rng = np.random.default_rng(2)
+    s = model.processor.encode(_images(rng)[0], "optical", "Describe the image.")
+    g1 = model.generate(s, 8, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    g2 = model.generate(s, 8, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    assert g1.token_ids == g2.token_ids
+    with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
+        model.generate(s, 0)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        model.generate(s, 4, temperature=-1.0)
+
+
+def test_save_and_load_round_trip(model, tmp_path):
+    rng = np.random.default_rng(3)
+    model.eval()
+    batch = mixed_batch(model, rng)
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json", "model.safetensors", "tokenizer.json"]
+    loaded = EarthXModel.load(tmp_path / "m")
+    with torch.no_grad():
+        a = model(batch)
+        b = loaded(batch)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with pytest.raises(FileNotFoundError, match="model.safetensors missing"):
+        (tmp_path / "m" / "model.safetensors").unlink()
+        EarthXModel.load(tmp_path / "m")
+
+
+# --- bad input: one test per rule ----------------------------------------------------------------
+
+def test_prompt_outside_the_image(model):
+    img = np.zeros((50, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"prompts\[0\]: box .* wholly outside the image of 60x50"):
+        model.processor.encode(img, "optical", "What is <region>?", prompts=[Box(70, 0, 80, 10)])
+
+
+def test_degenerate_polygon():
+    with pytest.raises(ValueError, match="degenerate"):
+        Polygon([(0, 0), (5, 5), (10, 10)])
+
+
+def test_channel_count_that_does_not_fit_the_sensor(model):
+    with pytest.raises(ValueError, match=r"sensor 'optical' expects 3 band\(s\), got .* 4"):
+        model.processor.encode(np.zeros((20, 20, 4), np.uint8), "optical", "Describe.")
+    s = model.processor.encode(np.zeros((20, 20, 3), np.float32), "sar", "Describe.")
+    with pytest.raises(ValueError, match="sar"):
+        model.generate(s, 2)
+
+
+def test_more_region_placeholders_than_prompts(model):
+    img = np.zeros((50, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"2 <region> placeholder\(s\) but only 1 prompt"):
+        model.processor.encode(img, "optical", "Compare <region> and <region>.",
+                               prompts=[Scribble([(5, 5), (20, 20)])])
+
+
+def test_seg_count_must_match_target_masks(model):
+    img = np.zeros((50, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"1 <seg> token\(s\) but 0 target mask"):
+        model.processor.encode(img, "optical", "Segment the road.", "<seg>")
