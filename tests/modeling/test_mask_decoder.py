@@ -208,3 +208,16 @@ def test_overfits_a_disk():
         if step % 25 == 0 or step == 199:
             print(f"step {step:3d} loss {loss.item():.4f} IoU {iou:.3f}")
     assert iou > 0.9
+
+
+def test_exports_with_a_dynamic_number_of_queries():
+    dec = make_decoder().eval()
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    valid = torch.tensor([[True, True, False, True], [True, False, False, False]])
+    q = torch.export.Dim("Q", max=64)
+    ep = torch.export.export(dec, (seg, dense, hires, prompts, valid),
+                             dynamic_shapes=({1: q}, None, [None, None], None, None))
+    seg5 = torch.randn(2, 5, LLM)
+    for got, want in zip(ep.module()(seg5, dense, hires, prompts, valid),
+                         dec(seg5, dense, hires, prompts, valid), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
