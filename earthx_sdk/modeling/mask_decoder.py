@@ -1,0 +1,253 @@
+"""The pixel perception module: a SAM-style mask decoder driven by the LLM's <seg> tokens.
+
+Each <seg> token becomes one query set [iou token, mask token, projected <seg> state, projected
+prompt tokens of its image]; a two-way transformer lets it talk with the fused dense features; the
+image side is then upsampled to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and
+stride-4 maps, and dotted with per-query weights that a hypernetwork reads off the mask token.
+
+Sizes are fixed at construction (`grid`, `image_size`), so forward has no size-dependent branches
+and upsamples to constant sizes (bilinear only: bicubic does not export).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import MaskDecoderConfig
+from .transformer import TwoWayTransformer, sincos_pe_2d
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of a [B, C, H, W] map (per pixel), with affine parameters."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, C, H, W] -> [B, C, H, W]."""
+        mean = x.mean(1, keepdim=True)  # [B, 1, H, W]
+        var = (x - mean).pow(2).mean(1, keepdim=True)  # [B, 1, H, W]
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class MLP(nn.Module):
+    """`layers` Linear layers with GELU between them: in_dim -> hidden ... -> out_dim."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, layers: int) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+        pairs = zip(dims[:-1], dims[1:], strict=True)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [..., in_dim] -> [..., out_dim]."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.gelu(x)
+        return x
+
+
+def _conv_block(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2), LayerNorm2d(cout),
+                         nn.GELU())
+
+
+def hires_sizes(image_size: int) -> tuple[int, int]:
+    """Sides of ConvNeXt's stride-4 and stride-8 maps for a square input of `image_size`.
+
+    ConvNeXt's stem is a 4x4 convolution with stride 4 and no padding, and each downsampling
+    layer a 2x2 convolution with stride 2, so both sizes round down:
+    floor(S / 4) and floor(floor(S / 4) / 2).
+    """
+    s4 = image_size // 4
+    return s4, s4 // 2
+
+
+class MaskDecoder(nn.Module):
+    """Mask logits at 1/4 resolution and a predicted IoU for every <seg> query.
+
+    Args:
+        cfg: width (`dim`), two-way blocks (`depth`), `heads` and token-MLP width (`mlp`).
+        llm_hidden: width of the LLM hidden states at the <seg> tokens.
+        dense_dim: channels of the fused dense feature map (the keys).
+        prompt_dim: width of the prompt encoder's tokens.
+        hires_dims: channels (C4, C8) of the ConvNeXt stride-4 and stride-8 maps.
+        grid: side g of the dense feature map.
+        image_size: side S of the (square, padded) model input; the masks are
+            hires_sizes(S)[0] = floor(S / 4) pixels on a side.
+
+    Raises:
+        ValueError: a size is not positive, cfg.dim is not a multiple of 8, or cfg.heads does not
+            divide the attention widths.
+    """
+
+    def __init__(self, cfg: MaskDecoderConfig, llm_hidden: int, dense_dim: int, prompt_dim: int,
+                 hires_dims: tuple[int, int], grid: int, image_size: int) -> None:
+        super().__init__()
+        dim = cfg.dim
+        if dim < 8 or dim % 8:
+            raise ValueError(f"MaskDecoder: cfg.dim must be a positive multiple of 8, got {dim}")
+        if len(hires_dims) != 2:
+            raise ValueError(f"MaskDecoder: hires_dims must be (C4, C8), got {hires_dims!r}")
+        for name, v in [("llm_hidden", llm_hidden), ("dense_dim", dense_dim),
+                        ("prompt_dim", prompt_dim), ("hires_dims[0]", hires_dims[0]),
+                        ("hires_dims[1]", hires_dims[1]), ("grid", grid)]:
+            if v < 1:
+                raise ValueError(f"MaskDecoder: {name} must be >= 1, got {v}")
+        if image_size < 8:
+            raise ValueError(f"MaskDecoder: image_size must be >= 8, got {image_size}")
+        self.llm_hidden, self.dense_dim, self.prompt_dim = llm_hidden, dense_dim, prompt_dim
+        self.hires_dims = (int(hires_dims[0]), int(hires_dims[1]))
+        self.grid, self.image_size = grid, image_size
+        self.size4, self.size8 = hires_sizes(image_size)
+        c8, c4 = dim // 2, dim // 4  # channels of the upscaled embedding at strides 8 and 4
+
+        # Queries: two learned tokens, then the <seg> state and the prompt tokens in the same width.
+        self.iou_token = nn.Parameter(torch.randn(1, dim) * 0.02)
+        self.mask_token = nn.Parameter(torch.randn(1, dim) * 0.02)
+        self.seg_proj = MLP(llm_hidden, llm_hidden, dim, layers=2)
+        self.prompt_proj = nn.Linear(prompt_dim, dim)
+
+        # Keys: the dense map in the decoder width, plus a fixed positional code (not saved).
+        self.dense_proj = nn.Sequential(nn.Conv2d(dense_dim, dim, 1), LayerNorm2d(dim))
+        self.register_buffer("image_pe", sincos_pe_2d(dim, grid), persistent=False)  # [dim, g, g]
+        self.transformer = TwoWayTransformer(dim, cfg.depth, cfg.heads, cfg.mlp)
+
+        # Upscaling: laterals from the ConvNeXt maps, added before each fusing convolution.
+        self.lateral8 = nn.Sequential(nn.Conv2d(self.hires_dims[1], dim, 1), LayerNorm2d(dim))
+        self.fuse8 = _conv_block(dim, c8, 3)
+        self.lateral4 = nn.Sequential(nn.Conv2d(self.hires_dims[0], c8, 1), LayerNorm2d(c8))
+        self.fuse4 = _conv_block(c8, c4, 3)
+
+        self.hyper_mlp = MLP(dim, dim, c4, layers=3)
+        self.iou_head = MLP(dim, dim, 1, layers=3)
+
+    def forward(self, seg_hidden: Tensor, dense: Tensor, hires: Sequence[Tensor],
+                prompt_states: Tensor | None = None,
+                prompt_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Decodes one mask per <seg> query; each query is decoded independently of the others.
+
+        Args:
+            seg_hidden: [B, Q, llm_hidden] the LLM's last hidden state at each <seg> token;
+                Q may be 0.
+            dense: [B, dense_dim, g, g] fused image features.
+            hires: [stride-4 map [B, C4, S4, S4], stride-8 map [B, C8, S8, S8]] from ConvNeXt, with
+                (S4, S8) = hires_sizes(image_size).
+            prompt_states: [B, R, prompt_dim] prompt tokens of each image, or None (no prompts);
+                R may be 0.
+            prompt_valid: [B, R] bool, False marks padding prompt tokens (ignored by attention), or
+                None (all valid). Needs prompt_states.
+
+        Returns:
+            mask_logits [B, Q, S4, S4] and iou_pred [B, Q] (an unbounded regression of the mask's
+            IoU; clamp to [0, 1] to read it as one).
+
+        Raises:
+            TypeError: an input is not a tensor, or prompt_valid is not bool.
+            ValueError: an input's shape does not match the sizes given at construction, or
+                prompt_valid comes without prompt_states.
+        """
+        b, q = self._check(seg_hidden, dense, hires, prompt_states, prompt_valid)
+        dim = self.iou_token.shape[1]
+
+        # Query tokens of every (image, <seg>) pair; Q is folded into the batch.
+        seg = self.seg_proj(seg_hidden)  # [B, Q, dim]
+        fixed = torch.cat([self.iou_token, self.mask_token], 0)  # [2, dim]
+        fixed = fixed[None, None].expand(b, q, 2, dim)  # [B, Q, 2, dim]
+        parts = [fixed, seg[:, :, None, :]]
+        valid = None
+        if prompt_states is not None:
+            r = prompt_states.shape[1]
+            prompts = self.prompt_proj(prompt_states)  # [B, R, dim]
+            parts.append(prompts[:, None].expand(b, q, r, dim))  # [B, Q, R, dim]
+            if prompt_valid is not None:
+                always = prompt_valid.new_ones(b, q, 3)  # [B, Q, 3]: iou, mask, <seg>
+                valid = torch.cat([always, prompt_valid[:, None].expand(b, q, r)], 2)  # [B, Q, T]
+                valid = valid.flatten(0, 1)  # [B*Q, T]
+        tokens = torch.cat(parts, 2).flatten(0, 1)  # [B*Q, T, dim]
+
+        # Keys: one copy of the image per query (the transformer updates it per query).
+        g = self.grid
+        image = self.dense_proj(dense)  # [B, dim, g, g]
+        image = image.flatten(2).transpose(1, 2)  # [B, g*g, dim]
+        image = image[:, None].expand(b, q, g * g, dim).flatten(0, 1)  # [B*Q, g*g, dim]
+        image_pe = self.image_pe.flatten(1).transpose(0, 1)[None]  # [1, g*g, dim]
+        tokens, image = self.transformer(tokens, image, image_pe.to(image.dtype), valid)
+        iou_out, mask_out = tokens[:, 0], tokens[:, 1]  # [B*Q, dim] each
+
+        # Upscale the per-query image embedding, fusing the per-image high-resolution maps.
+        s4, s8 = self.size4, self.size8
+        x = image.transpose(1, 2).reshape(b * q, dim, g, g)  # [B*Q, dim, g, g]
+        x = F.interpolate(x, size=(s8, s8), mode="bilinear", align_corners=False)  # [BQ, C, s8, s8]
+        lat8 = self.lateral8(hires[1])  # [B, dim, s8, s8]
+        x = x + _per_query(lat8, q)
+        x = self.fuse8(x)  # [B*Q, c8, s8, s8]
+        x = F.interpolate(x, size=(s4, s4), mode="bilinear", align_corners=False)  # [BQ, C, s4, s4]
+        lat4 = self.lateral4(hires[0])  # [B, c8, s4, s4]
+        x = x + _per_query(lat4, q)
+        x = self.fuse4(x)  # [B*Q, c4, s4, s4]
+
+        weights = self.hyper_mlp(mask_out)  # [B*Q, c4]
+        logits = (weights[:, None, :] @ x.flatten(2)).reshape(b, q, s4, s4)  # [B, Q, s4, s4]
+        iou = self.iou_head(iou_out).reshape(b, q)  # [B, Q]
+        return logits, iou
+
+    def _check(self, seg_hidden, dense, hires, prompt_states, prompt_valid) -> tuple[int, int]:
+        named = [("seg_hidden", seg_hidden), ("dense", dense)]
+        if not isinstance(hires, (list, tuple)) or len(hires) != 2:
+            raise TypeError(
+                "MaskDecoder: hires must be a list [stride-4 map, stride-8 map], got "
+                f"{type(hires).__name__}" + (f" of length {len(hires)}"
+                                             if isinstance(hires, (list, tuple)) else "")
+            )
+        named += [("hires[0]", hires[0]), ("hires[1]", hires[1])]
+        if prompt_states is not None:
+            named.append(("prompt_states", prompt_states))
+        if prompt_valid is not None:
+            named.append(("prompt_valid", prompt_valid))
+        for name, t in named:
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(
+                    f"MaskDecoder: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if seg_hidden.dim() != 3 or seg_hidden.shape[2] != self.llm_hidden:
+            raise ValueError(f"MaskDecoder: seg_hidden must be [B, Q, {self.llm_hidden}], got "
+                             f"{list(seg_hidden.shape)}")
+        b, q = seg_hidden.shape[:2]
+        g, s4, s8 = self.grid, self.size4, self.size8
+        c4, c8 = self.hires_dims
+        expected = [("dense", dense, [b, self.dense_dim, g, g], "[B, dense_dim, g, g]"),
+                    ("hires[0]", hires[0], [b, c4, s4, s4], "[B, C4, S/4, S/4] (stride 4)"),
+                    ("hires[1]", hires[1], [b, c8, s8, s8], "[B, C8, S/8, S/8] (stride 8)")]
+        if prompt_states is not None:
+            if prompt_states.dim() != 3:
+                raise ValueError(f"MaskDecoder: prompt_states must be [B, R, {self.prompt_dim}], "
+                                 f"got {list(prompt_states.shape)}")
+            r = prompt_states.shape[1]
+            expected.append(("prompt_states", prompt_states, [b, r, self.prompt_dim],
+                             "[B, R, prompt_dim]"))
+            if prompt_valid is not None:
+                expected.append(("prompt_valid", prompt_valid, [b, r], "[B, R]"))
+        elif prompt_valid is not None:
+            raise ValueError(
+                "MaskDecoder: prompt_valid needs prompt_states, got prompt_states=None")
+        for name, t, shape, rule in expected:
+            if list(t.shape) != shape:
+                raise ValueError(
+                    f"MaskDecoder: {name} must be {rule} = {shape}, got {list(t.shape)}")
+        if prompt_valid is not None and prompt_valid.dtype != torch.bool:
+            raise TypeError(f"MaskDecoder: prompt_valid must be bool, got {prompt_valid.dtype}")
+        return b, q
+
+
+def _per_query(x: Tensor, q: int) -> Tensor:
+    """[B, ...] -> [B*Q, ...]: each image's tensor repeated for its Q queries."""
+    return x[:, None].expand(x.shape[0], q, *x.shape[1:]).flatten(0, 1)

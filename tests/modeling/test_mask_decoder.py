@@ -1,0 +1,223 @@
+"""MaskDecoder (the pixel perception module) at the `tiny` preset's sizes."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from earthx_sdk.modeling.config import EarthXConfig  # noqa: E402
+from earthx_sdk.modeling.mask_decoder import MaskDecoder, hires_sizes  # noqa: E402
+from earthx_sdk.modeling.transformer import Attention, sincos_pe_2d  # noqa: E402
+
+CFG = EarthXConfig.from_name("tiny")
+LLM, DENSE, PROMPT, HIRES = CFG.llm.hidden, 64, CFG.prompt.dim, CFG.vision.convnext_dims[:2]
+GRID, SIZE = CFG.vision.grid, CFG.vision.image_size  # 8, 112
+S4, S8 = 28, 14
+
+
+def make_decoder(seed=0):
+    torch.manual_seed(seed)
+    return MaskDecoder(CFG.mask, LLM, DENSE, PROMPT, HIRES, GRID, SIZE)
+
+
+def make_inputs(b=2, q=3, r=4, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    seg = torch.randn(b, q, LLM, generator=g)
+    dense = torch.randn(b, DENSE, GRID, GRID, generator=g)
+    hires = [torch.randn(b, HIRES[0], S4, S4, generator=g),
+             torch.randn(b, HIRES[1], S8, S8, generator=g)]
+    prompts = None if r is None else torch.randn(b, r, PROMPT, generator=g)
+    return seg, dense, hires, prompts
+
+
+def test_tiny_sizes_are_what_the_tests_assume():
+    assert (LLM, PROMPT, tuple(HIRES), GRID, SIZE) == (128, 64, (16, 32), 8, 112)
+    assert hires_sizes(SIZE) == (S4, S8)
+
+
+@pytest.mark.parametrize("b,q,r", [(1, 1, 1), (2, 3, 4), (3, 7, 2)])
+def test_shapes(b, q, r):
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(b, q, r)
+    valid = torch.ones(b, r, dtype=torch.bool)
+    logits, iou = dec(seg, dense, hires, prompts, valid)
+    assert logits.shape == (b, q, S4, S4)
+    assert iou.shape == (b, q)
+    assert torch.isfinite(logits).all() and torch.isfinite(iou).all()
+
+
+@pytest.mark.parametrize("r", [None, 0, 3])
+def test_no_seg_queries_gives_empty_outputs(r):
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 0, r)
+    logits, iou = dec(seg, dense, hires, prompts)
+    assert logits.shape == (2, 0, S4, S4)
+    assert iou.shape == (2, 0)
+
+
+def test_no_prompts_none_and_empty_agree():
+    dec = make_decoder()
+    seg, dense, hires, _ = make_inputs(2, 3, None)
+    none = dec(seg, dense, hires, None, None)
+    empty = dec(seg, dense, hires, torch.zeros(2, 0, PROMPT), torch.zeros(2, 0, dtype=torch.bool))
+    for a, e in zip(none, empty, strict=True):
+        torch.testing.assert_close(a, e)
+
+
+def test_padding_prompts_are_ignored_but_valid_prompts_matter():
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 3, 2)
+    ref = dec(seg, dense, hires, prompts)  # all valid
+
+    # Two padding tokens with large random values, placed between and after the valid ones.
+    pad = torch.randn(2, 2, PROMPT) * 100
+    padded = torch.stack([pad[:, 0], prompts[:, 0], pad[:, 1], prompts[:, 1]], 1)  # [B, 4, P]
+    valid = torch.tensor([[False, True, False, True]] * 2)
+    out = dec(seg, dense, hires, padded, valid)
+    for a, e in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+
+    # The same prompts marked valid must change the result (the mask is what hides them).
+    changed = dec(seg, dense, hires, padded, torch.ones(2, 4, dtype=torch.bool))
+    assert (changed[0] - ref[0]).abs().max() > 1e-3
+
+
+def test_queries_are_decoded_independently():
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 4, 3)
+    logits, iou = dec(seg, dense, hires, prompts)
+    one_logits, one_iou = dec(seg[:, 2:3], dense, hires, prompts)
+    torch.testing.assert_close(one_logits[:, 0], logits[:, 2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(one_iou[:, 0], iou[:, 2], atol=1e-5, rtol=1e-5)
+    assert (logits[:, 0] - logits[:, 1]).abs().max() > 1e-3  # different <seg> states differ
+
+
+def test_gradients_reach_every_parameter():
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 2, 3)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    logits, iou = dec(seg, dense, hires, prompts, valid)
+    (logits.square().mean() + iou.square().mean()).backward()
+    missing = [n for n, p in dec.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+    # The positional code is fixed and not part of the state dict.
+    assert "image_pe" not in dec.state_dict()
+
+
+def _bad(which):
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    args = {"seg_hidden": seg, "dense": dense, "hires": hires, "prompt_states": prompts,
+            "prompt_valid": valid}
+    if which == "seg_width":
+        args["seg_hidden"] = torch.randn(2, 3, LLM + 1)
+    elif which == "seg_rank":
+        args["seg_hidden"] = torch.randn(3, LLM)
+    elif which == "dense_grid":
+        args["dense"] = torch.randn(2, DENSE, GRID * 2, GRID * 2)
+    elif which == "dense_batch":
+        args["dense"] = torch.randn(1, DENSE, GRID, GRID)
+    elif which == "hires4_size":
+        args["hires"] = [torch.randn(2, HIRES[0], S4 + 1, S4 + 1), hires[1]]
+    elif which == "hires_swapped":
+        args["hires"] = [hires[1], hires[0]]
+    elif which == "prompt_width":
+        args["prompt_states"] = torch.randn(2, 4, PROMPT + 2)
+    elif which == "valid_len":
+        args["prompt_valid"] = torch.ones(2, 5, dtype=torch.bool)
+    elif which == "prompt_rank":
+        args["prompt_states"] = torch.randn(2, PROMPT)
+    elif which == "valid_without_states":
+        args["prompt_states"] = None
+    return args
+
+
+@pytest.mark.parametrize("which,match", [
+    ("seg_width", "seg_hidden must be"), ("seg_rank", "seg_hidden must be"),
+    ("dense_grid", "dense must be"), ("dense_batch", "dense must be"),
+    ("hires4_size", r"hires\[0\] must be"), ("hires_swapped", r"hires\[0\] must be"),
+    ("prompt_width", "prompt_states must be"), ("prompt_rank", "prompt_states must be"),
+    ("valid_len", "prompt_valid must be"),
+    ("valid_without_states", "prompt_valid needs prompt_states"),
+])
+def test_bad_shapes_raise_value_error(which, match):
+    with pytest.raises(ValueError, match=match):
+        make_decoder()(**_bad(which))
+
+
+def test_bad_types_raise_type_error():
+    dec = make_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    with pytest.raises(TypeError, match="hires must be a list"):
+        dec(seg, dense, hires[0], prompts)
+    with pytest.raises(TypeError, match="dense must be a torch.Tensor"):
+        dec(seg, dense.numpy(), hires, prompts)
+    with pytest.raises(TypeError, match="prompt_valid must be bool"):
+        dec(seg, dense, hires, prompts, torch.ones(2, 4))
+
+
+def test_constructor_rejects_bad_sizes():
+    from earthx_sdk.modeling.config import MaskDecoderConfig
+    with pytest.raises(ValueError, match="multiple of 8"):
+        MaskDecoder(MaskDecoderConfig(dim=60, depth=1, heads=2, mlp=64), LLM, DENSE, PROMPT,
+                    HIRES, GRID, SIZE)
+    with pytest.raises(ValueError, match="heads must divide"):
+        MaskDecoder(MaskDecoderConfig(dim=64, depth=1, heads=3, mlp=64), LLM, DENSE, PROMPT,
+                    HIRES, GRID, SIZE)
+    with pytest.raises(ValueError, match="heads must divide"):
+        Attention(64, 5)
+
+
+def test_sincos_pe_is_distinct_per_position():
+    pe = sincos_pe_2d(64, GRID).flatten(1).T  # [g*g, 64]
+    assert pe.shape == (GRID * GRID, 64)
+    dist = torch.cdist(pe, pe) + torch.eye(GRID * GRID) * 1e3
+    assert dist.min() > 0.1
+
+
+@pytest.mark.parametrize("size", [112, 114, 118])
+def test_hires_sizes_match_convnext(size):
+    transformers = pytest.importorskip("transformers")
+    conf = transformers.ConvNextConfig(hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1],
+                                       num_channels=3)
+    model = transformers.ConvNextModel(conf).eval()
+    with torch.no_grad():
+        hs = model(torch.zeros(1, 3, size, size), output_hidden_states=True).hidden_states
+    # hidden_states[0] is the stem output (stride 4), [1] stage 1 (stride 4), [2] stage 2 (stride 8)
+    assert hires_sizes(size) == (hs[1].shape[-1], hs[2].shape[-1])
+
+
+def test_overfits_a_disk():
+    """200 Adam steps on BCE + Dice against one fixed disk reach IoU > 0.9."""
+    dec = make_decoder(seed=3)
+    seg, dense, hires, prompts = make_inputs(1, 1, 2, seed=4)
+    yy, xx = torch.meshgrid(torch.arange(S4), torch.arange(S4), indexing="ij")
+    target = (((yy - 12.5) ** 2 + (xx - 15.5) ** 2) < 7.5 ** 2).float()[None, None]  # [1,1,S4,S4]
+    opt = torch.optim.Adam(dec.parameters(), lr=1e-3)
+    iou = 0.0
+    for step in range(200):
+        logits, _ = dec(seg, dense, hires, prompts)
+        prob = logits.sigmoid()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+        loss = bce + dice
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        pred = logits.detach() > 0
+        iou = ((pred & (target > 0)).sum() / (pred | (target > 0)).sum()).item()
+        if step % 25 == 0 or step == 199:
+            print(f"step {step:3d} loss {loss.item():.4f} IoU {iou:.3f}")
+    assert iou > 0.9
+
+
+def test_exports_with_a_dynamic_number_of_queries():
+    dec = make_decoder().eval()
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    valid = torch.tensor([[True, True, False, True], [True, False, False, False]])
+    q = torch.export.Dim("Q", max=64)
+    ep = torch.export.export(dec, (seg, dense, hires, prompts, valid),
+                             dynamic_shapes=({1: q}, None, [None, None], None, None))
+    seg5 = torch.randn(2, 5, LLM)
+    for got, want in zip(ep.module()(seg5, dense, hires, prompts, valid),
+                         dec(seg5, dense, hires, prompts, valid), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
