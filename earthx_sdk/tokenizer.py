@@ -42,6 +42,9 @@ class EarthXTokenizer:
         bos_token: the beginning-of-sequence token of a pretrained LLM, or None (ours has none).
             `encode` never inserts it; the caller prepends `bos_id` where its LLM expects one.
 
+    Attributes:
+        added_tokens: the special tokens that were missing from `tokenizer` and got appended.
+
     Raises:
         TypeError: `tokenizer` is not a `tokenizers.Tokenizer`.
         ValueError: `bos_token` is not in the vocabulary.
@@ -52,6 +55,10 @@ class EarthXTokenizer:
             raise TypeError("tokenizer must be a tokenizers.Tokenizer, "
                             f"got {type(tokenizer).__name__}")
         self._tok = tokenizer
+        present = tokenizer.get_vocab(with_added_tokens=True)
+        # The special tokens this wrapper appended to the vocabulary (none for our trained ones):
+        # an LLM loaded with a pretrained tokenizer grows its embedding rows for them.
+        self.added_tokens = tuple(t for t in SPECIAL_TOKENS if t not in present)
         # Tokens already present keep their ids (only their matching becomes atomic); missing ones
         # are appended in SPECIAL_TOKENS order.
         tokenizer.add_special_tokens([_special(t) for t in SPECIAL_TOKENS])
