@@ -300,8 +300,7 @@ LANDMARKS = ("runway", "taxiway", "terminal", "hangar", "pier", "breakwater", "w
              "parking area", "railway", "bridge", "roundabout", "canal", "reservoir", "dam",
              "stadium", "greenhouse", "solar farm", "wind turbine", "container yard", "orchard",
              "vineyard", "quarry", "levee", "marina", "intersection", "overpass", "farmhouse")
-_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-            "a dozen", "many", "several")
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _SYSTEM = ("You are EarthX, an assistant for remote sensing imagery.",
            "You are a helpful assistant that analyzes satellite and aerial images.",
            "Answer questions about the remote sensing image precisely and briefly.")
@@ -319,7 +318,7 @@ def _turn(rng: random.Random) -> tuple[str, str]:
     color = rng.choice(COLORS)
     scene = rng.choice(SCENES)
     n = rng.randint(0, 12)
-    count = _NUMBERS[n] if n <= 10 else str(n)
+    count = _NUMBERS[n] if n < len(_NUMBERS) else str(n)
     task = rng.randrange(7)
     if task == 0:  # caption
         user = rng.choice(("Describe this image.", "Write a short caption for the image.",
