@@ -7,9 +7,10 @@ embeddings with `<image>`/`<region>` positions replaced by visual tokens) and a 
     out = llm(inputs_embeds=x, past_key_values=cache, use_cache=True)  # x: [B, T, hidden]
     out.logits  # [B, T, vocab_size]
 
-Vocabulary size: the tokenizer wins. A from-sizes model has exactly `tokenizer.vocab_size` rows;
-`LLMConfig.vocab_size` is only the preset's nominal size (the tiny tokenizer fills the tiny preset's
-2048 exactly). A pretrained model keeps its table and grows it when the tokenizer needs more rows.
+Vocabulary size: a from-sizes model has max(`LLMConfig.vocab_size`, `tokenizer.vocab_size`) rows
+(the tiny tokenizer fills the tiny preset's 2048 exactly; a larger preset keeps its nominal table,
+rows past the tokenizer unused, as padded pretrained tables are, so its size and cost are real). A
+pretrained model keeps its table and grows it when the tokenizer needs more rows.
 """
 
 from __future__ import annotations
@@ -63,11 +64,11 @@ def build_llm(cfg: LLMConfig, tokenizer: EarthXTokenizer, dtype: torch.dtype = t
     """The causal LM of `cfg`, sized for `tokenizer`, in eval mode.
 
     From sizes (`cfg.llm_path` is None): a freshly initialized `FAMILIES[cfg.family]` model (seed
-    torch for reproducible weights) with `vocab_size = tokenizer.vocab_size` and the tokenizer's
-    bos/eos/pad ids. Pretrained: `AutoModelForCausalLM.from_pretrained(cfg.llm_path)` from local
-    files; the rows of the special tokens the tokenizer appended (`tokenizer.added_tokens`, growing
-    the table where needed) are set to the mean of the pretrained rows, so the logits of the old
-    vocabulary are unchanged.
+    torch for reproducible weights) with max(cfg.vocab_size, tokenizer.vocab_size) rows and the
+    tokenizer's bos/eos/pad ids. Pretrained: `AutoModelForCausalLM.from_pretrained(cfg.llm_path)`
+    from local files; the rows of the special tokens the tokenizer appended
+    (`tokenizer.added_tokens`, growing the table where needed) are set to the mean of the
+    pretrained rows, so the logits of the old vocabulary are unchanged.
 
     Args:
         cfg: the LLM sizes, or `llm_path` (then the sizes and `family` are ignored).
@@ -98,7 +99,7 @@ def build_llm(cfg: LLMConfig, tokenizer: EarthXTokenizer, dtype: torch.dtype = t
                          f"kv_heads={cfg.kv_heads}")
     config_cls, model_cls = FAMILIES[cfg.family]
     config = config_cls(
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=max(cfg.vocab_size, tokenizer.vocab_size),
         hidden_size=cfg.hidden,
         intermediate_size=cfg.intermediate,
         num_hidden_layers=cfg.layers,

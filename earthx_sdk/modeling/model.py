@@ -270,10 +270,11 @@ class EarthXModel(nn.Module):
                 raise FileNotFoundError(f"{path} is not an EarthX model directory: {name} missing")
         cfg = EarthXConfig.load(path / "config.json")
         tokenizer = EarthXTokenizer.from_dir(path)
-        with torch.device("meta"):
-            model = cls(_without_paths(cfg), tokenizer)
-        model = model.to_empty(device=device)
-        load_model(model, str(path / "model.safetensors"), device=str(device))
+        # Built for real, not on the meta device: non-persistent buffers (rotary frequencies,
+        # positional codes) are computed at construction and are not in the file.
+        model = cls(_without_paths(cfg), tokenizer)
+        load_model(model, str(path / "model.safetensors"))
+        model = model.to(device)
         return model.eval()
 
 

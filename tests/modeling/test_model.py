@@ -87,7 +87,7 @@ def test_save_and_load_round_trip(model, tmp_path):
     batch = mixed_batch(model, rng)
     model.save(tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json"]
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
     loaded = EarthXModel.load(tmp_path / "m")
     with torch.no_grad():
         a = model(batch)
@@ -131,3 +131,45 @@ def test_seg_count_must_match_target_masks(model):
     img = np.zeros((50, 60, 3), np.uint8)
     with pytest.raises(ValueError, match=r"1 <seg> token\(s\) but 0 target mask"):
         model.processor.encode(img, "optical", "Segment the road.", "<seg>")
+
+
+def test_model_from_pretrained_directories(tmp_path):
+    """Tiny Dinov2 / ConvNext / Llama saved with save_pretrained: EarthXModel built from those
+    paths runs the same experts (bit-identical) and the same LLM (same logits on the old
+    vocabulary)."""
+    import dataclasses
+
+    from tests.modeling.test_llm import _pretrained_dir
+    from tests.modeling.test_vision import _images as vision_images
+    from tests.modeling.test_vision import _save_tiny_experts
+
+    vit, conv, vcfg = _save_tiny_experts(tmp_path, EarthXConfig.from_name("tiny").vision.image_size)
+    (tmp_path / "llm").mkdir()
+    llm, _, vocab = _pretrained_dir(tmp_path / "llm", tie=True)
+    base = EarthXConfig.from_name("tiny")
+    cfg = dataclasses.replace(
+        base, vision=vcfg,
+        llm=dataclasses.replace(base.llm, llm_path=str(tmp_path / "llm"), hidden=64))
+    model = EarthXModel(cfg).eval()
+    x = vision_images(3, b=2, seed=7)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        tokens, stages = model.vision.expert_features(model.vision.stems["3"](x))
+        assert torch.equal(tokens, vit(pixel_values=x).last_hidden_state[:, 1:])
+        ref = conv(pixel_values=x, output_hidden_states=True).hidden_states[1:4]
+        assert all(torch.equal(a, b) for a, b in zip(stages, ref, strict=True))
+        ours = model.llm(input_ids=ids).logits[..., :vocab]
+        torch.testing.assert_close(ours, llm(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_summary_counts_the_base_experts(capsys):
+    from earthx_sdk.modeling import summary
+
+    assert summary.main(["base", "--json"]) == 0
+    import json
+
+    counts = json.loads(capsys.readouterr().out)
+    assert abs(counts["vision.vit"] / 304e6 - 1) < 0.02
+    assert abs(counts["vision.convnext"] / 198e6 - 1) < 0.02
+    assert 1e9 <= counts["llm"] <= 8e9
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
