@@ -236,9 +236,20 @@ class EarthXModel(nn.Module):
         else:
             masks = torch.zeros(0, g, g, device=self.device)
             iou = torch.zeros(0, device=self.device)
-        text = tok.decode([t for t in generated if t not in (tok.eos_id,)])
-        return Generation(generated, text, masks.float(), iou.float())
+        return Generation(generated, self.decode_text(generated), masks.float(), iou.float())
 
+    def decode_text(self, ids: list[int]) -> str:
+        """Text of generated ids: eos and other special tokens dropped, <seg> kept in place."""
+        tok = self.tokenizer
+        parts, chunk = [], []
+        for t in ids:
+            if t == tok.seg_id:
+                parts += [tok.decode(chunk), "<seg>"]
+                chunk = []
+            elif t != tok.eos_id:
+                chunk.append(t)
+        parts.append(tok.decode(chunk))
+        return "".join(parts)
     # --------------------------------------------------------------------------------------------
     # persistence: config.json, model.safetensors, tokenizer.json — never pickle
     # --------------------------------------------------------------------------------------------
