@@ -89,7 +89,8 @@ def test_tiny_overfits_a_mixed_batch():
             model.eval()
             iou = _mask_iou(model, batch, infer)
             mask_loss = float(losses["mask_loss"].detach())
-            print(f"step {step}: lm_loss {lm:.4f} mask_loss {mask_loss:.4f} min mask IoU {iou:.3f} ({time.perf_counter() - t0:.1f} s)")
+            print(f"step {step}: lm_loss {lm:.4f} mask_loss {mask_loss:.4f} "
+                  f"min mask IoU {iou:.3f} ({time.perf_counter() - t0:.1f} s)")
             if lm < 0.05 and iou > 0.9:
                 break
     print(f"overfit: {step} steps in {time.perf_counter() - t0:.1f} s")
