@@ -13,37 +13,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from earthx_sdk.modeling.config import PromptEncoderConfig
+from earthx_sdk.modeling.transformer import Attention
 from earthx_sdk.ops.region_pool import region_pool
 
 # Prompt type ids, in the order of the learned type embeddings.
 PROMPT_TYPES = ("point", "box", "polygon", "scribble", "mask")
-
-
-class Attention(nn.Module):
-    """Multi-head attention; keys/values may come from another sequence (cross-attention)."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, kv: torch.Tensor,
-                allow: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, N, D] attends to kv [B, M, D]; allow [B, 1, N, M] bool (True: may attend)."""
-        b, n, d = x.shape
-        m = kv.shape[1]
-        q = self.q(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, h, N, D/h]
-        k = self.k(kv).view(b, m, self.heads, d // self.heads).transpose(1, 2)  # [B, h, M, D/h]
-        v = self.v(kv).view(b, m, self.heads, d // self.heads).transpose(1, 2)  # [B, h, M, D/h]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allow)  # [B, h, N, D/h]
-        return self.out(y.transpose(1, 2).reshape(b, n, d))  # [B, N, D]
 
 
 class PromptBlock(nn.Module):
@@ -61,8 +38,9 @@ class PromptBlock(nn.Module):
     def forward(self, x: torch.Tensor, image: torch.Tensor, allow: torch.Tensor) -> torch.Tensor:
         """x [B, R, D] prompts, image [B, T, D] tokens, allow [B, 1, R, R] -> [B, R, D]."""
         h = self.norm_self(x)
-        x = x + self.self_attn(h, h, allow)  # [B, R, D]
-        x = x + self.cross_attn(self.norm_cross(x), image)  # [B, R, D]
+        x = x + self.self_attn(h, h, h, allow=allow)  # [B, R, D]
+        h = self.norm_cross(x)
+        x = x + self.cross_attn(h, image, image)  # [B, R, D]
         return x + self.mlp(self.norm_mlp(x))  # [B, R, D]
 
 

@@ -63,7 +63,8 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.heads, c // self.heads).transpose(1, 2)  # [B, h, N, c/h]
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None = None) -> Tensor:
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None = None,
+                allow: Tensor | None = None) -> Tensor:
         """Attends from q to (k, v).
 
         Args:
@@ -72,6 +73,7 @@ class Attention(nn.Module):
             v: [B, Nk, dim] values.
             key_valid: [B, Nk] bool, False for keys no query may attend to (padding), or None.
                 Every query needs at least one valid key.
+            allow: [B, 1, Nq, Nk] bool, a per-query mask (True: may attend), instead of key_valid.
 
         Returns:
             [B, Nq, dim].
@@ -79,7 +81,7 @@ class Attention(nn.Module):
         q = self._split(self.q_proj(q))  # [B, h, Nq, c/h]
         k = self._split(self.k_proj(k))  # [B, h, Nk, c/h]
         v = self._split(self.v_proj(v))  # [B, h, Nk, c/h]
-        mask = None if key_valid is None else key_valid[:, None, None, :]  # [B, 1, 1, Nk]
+        mask = allow if key_valid is None else key_valid[:, None, None, :]  # [B, 1, 1|Nq, Nk]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, h, Nq, c/h]
         out = out.transpose(1, 2).flatten(2)  # [B, Nq, inner]
         return self.out_proj(out)
