@@ -10,9 +10,47 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Implementations `region_pool` knows; only the reference exists until the kernels issue.
+# Implementations `region_pool` knows. Each kernel lives in earthx_sdk/kernels/ and is imported
+# only when asked for (Triton and the CUDA runtime are optional).
 IMPLS = ("auto", "ref", "cpu", "triton", "cuda")
-_PENDING = ("cpu", "triton", "cuda")
+_KERNELS = {
+    "cpu": "earthx_sdk.kernels.region_pool_cpu",
+    "triton": "earthx_sdk.kernels.triton.region_pool",
+    "cuda": "earthx_sdk.kernels.region_pool_cuda",
+}
+# What "auto" tries, fastest first, per device type.
+_AUTO_ORDER = {"cpu": ("cpu",), "cuda": ("triton", "cuda")}
+
+
+def kernel_status(impl: str) -> tuple[bool, str]:
+    """(available, reason) of a kernel implementation ("cpu", "triton", "cuda") on this machine."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(_KERNELS[impl])
+    except ImportError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    return mod.available()
+
+
+def available_impls(device: str | torch.device | None = None) -> list[str]:
+    """Implementations that run here ("ref" always), for one device type or for any."""
+    kinds = ("cpu", "triton", "cuda")
+    if device is not None:
+        kinds = _AUTO_ORDER.get(torch.device(device).type, ())
+    return ["ref"] + [k for k in kinds if kernel_status(k)[0]]
+
+
+def _resolve(impl: str, device: torch.device) -> str:
+    if impl != "auto":
+        ok, why = kernel_status(impl) if impl != "ref" else (True, "")
+        if not ok:
+            raise RuntimeError(f"region_pool: impl={impl!r} is not available here: {why}")
+        return impl
+    for k in _AUTO_ORDER.get(device.type, ()):
+        if kernel_status(k)[0]:
+            return k
+    return "ref"
 
 
 def _image_hw(fn: str, image_size) -> tuple[int, int]:
@@ -199,7 +237,8 @@ def region_pool(
         masks: optional [B, R, Hm, Wm] region weights in [0, 1] covering the image.
         grid: K of the K x K sampling grid, >= 1.
         image_size: H = W (int) or (H, W) in pixels.
-        impl: "auto" | "ref" (the reference) | "cpu" | "triton" | "cuda" (kernels, not yet here).
+        impl: "auto" (the fastest available for the tensors' device) | "ref" | "cpu" | "triton" |
+            "cuda".
 
     Returns:
         [B, R, sum C_s] in the features' dtype.
@@ -209,12 +248,15 @@ def region_pool(
             image_size type.
         ValueError: an empty features list, wrong ranks or shapes, mismatched B (or R for masks),
             tensors on different devices, non-finite boxes, grid < 1, an unknown impl.
-        NotImplementedError: impl "cpu", "triton" or "cuda" (they arrive with the kernels issue).
+        RuntimeError: the asked-for kernel is not available here (the message says why).
     """
     if impl not in IMPLS:
         raise ValueError(f"region_pool: impl must be one of {list(IMPLS)}, got {impl!r}")
     _check(features, boxes, masks, grid, image_size)
-    if impl in _PENDING:
-        raise NotImplementedError(f"region_pool: impl={impl!r} is not implemented yet; the "
-                                  "kernel arrives with the kernels issue (use 'ref' or 'auto')")
-    return region_pool_ref(list(features), boxes, masks, grid, image_size=image_size)
+    impl = _resolve(impl, boxes.device)
+    if impl == "ref":
+        return region_pool_ref(list(features), boxes, masks, grid, image_size=image_size)
+    import importlib
+
+    kernel = importlib.import_module(_KERNELS[impl]).region_pool
+    return kernel(list(features), boxes, masks, grid, _image_hw("region_pool", image_size))

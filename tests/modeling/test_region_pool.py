@@ -233,10 +233,16 @@ def test_bad_grid_or_image_size_raises(grid, image_size, exc):
 
 
 @pytest.mark.parametrize("impl", ["cpu", "triton", "cuda"])
-def test_kernels_not_yet_implemented(impl):
+def test_unavailable_kernel_says_why(impl, monkeypatch):
+    from earthx_sdk.ops import region_pool as module
+
+    monkeypatch.setattr(module, "kernel_status", lambda k: (False, "no GPU here"))
     f, b, m = _ok()
-    with pytest.raises(NotImplementedError, match="kernels issue"):
+    with pytest.raises(RuntimeError, match=f"impl='{impl}' is not available here: no GPU here"):
         region_pool(f, b, m, grid=2, image_size=16, impl=impl)
+    # and auto falls back to the reference
+    torch.testing.assert_close(region_pool(f, b, m, grid=2, image_size=16),
+                               region_pool(f, b, m, grid=2, image_size=16, impl="ref"))
 
 
 def test_unknown_impl_raises():
