@@ -31,6 +31,19 @@ def _probe(module: str) -> dict:
     return {"available": True, "version": str(getattr(mod, "__version__", "unknown"))}
 
 
+def _kernels() -> dict:
+    """Which region_pool implementations run here (needs torch), with the reason for the others."""
+    if importlib.util.find_spec("torch") is None:
+        return {"region_pool": {"ref": "needs torch (pip install earthx-sdk[torch])"}}
+    from earthx_sdk.ops.region_pool import kernel_status
+
+    status = {"ref": "available"}
+    for impl in ("cpu", "triton", "cuda"):
+        ok, why = kernel_status(impl)
+        status[impl] = "available" if ok else f"unavailable: {why}"
+    return {"region_pool": status}
+
+
 def info() -> dict:
     """What this installation can run: version, importable backends, and the native build."""
     from earthx_sdk import __version__, _ext
@@ -42,6 +55,7 @@ def info() -> dict:
         cuda_devices = _ext.native().cuda_device_count()
     return {
         "version": __version__,
+        "kernels": _kernels(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "backends": backends,
@@ -55,6 +69,8 @@ def _print_info(d: dict) -> None:
     print("backends:")
     for name, b in d["backends"].items():
         print(f"  {name:<13} {b['version'] if b['available'] else 'no (' + b['error'] + ')'}")
+    for op, impls in d["kernels"].items():
+        print(f"{op} kernels: " + ", ".join(f"{k} ({v})" for k, v in impls.items()))
     if n["built"]:
         cuda = (f"yes ({n['cuda_devices']} device(s) visible)" if n["cuda_compiled"] else "no")
         print(f"native core: built, CUDA compiled {cuda}, TensorRT compiled "

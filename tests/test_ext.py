@@ -62,6 +62,11 @@ def test_info_reports_the_native_build(capsys):
     assert native["cuda_compiled"] == _ext.native().build_info()["cuda_compiled"]
     assert {"preprocess", "normalize", "resize"} <= set(native["ops"])
     assert set(d["backends"]) == {"torch", "onnxruntime", "triton", "tensorrt", "transformers"}
+    pool = d["kernels"]["region_pool"]
+    assert set(pool) >= {"ref"}
+    if d["backends"]["torch"]["available"]:
+        assert set(pool) == {"ref", "cpu", "triton", "cuda"}
+        assert all(v == "available" or v.startswith("unavailable: ") for v in pool.values())
     for b in d["backends"].values():
         assert ("version" in b) == b["available"]
     assert cli.main(["info"]) == 0
