@@ -61,7 +61,7 @@ void region_pool_cuda(py::sequence features, const std::string& dtype, uintptr_t
   check_positive(batch, fn, "batch");
   check_positive(regions, fn, "regions");
   check_positive(grid, fn, "grid");
-  if (batch * regions > INT_MAX)
+  if (regions > INT_MAX / batch)  // checked without forming the product, which may overflow
     fail_value(fn, ": batch * regions must be <= ", INT_MAX, " (one block each), got ", batch,
                " * ", regions);
   if (image_hw.size() != 2 || image_hw[0] < 1 || image_hw[1] < 1)

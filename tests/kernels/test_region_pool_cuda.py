@@ -186,6 +186,8 @@ BAD = [
      "features must hold 1 to 8 maps, got 9"),
     ("grid 0", dict(grid=0), ValueError, "grid must be >= 1, got 0"),
     ("regions 0", dict(regions=0), ValueError, "regions must be >= 1, got 0"),
+    ("blocks", dict(features=[(0x1000, [2**40, 1, 1, 1], [1, 1, 1, 1])], batch=2**40,
+                    regions=2**40), ValueError, r"batch \* regions must be <= 2147483647"),
     ("image_hw", dict(image_hw=[32, 0]), ValueError,
      r"image_hw must be \(H, W\) >= 1, got \[32, 0\]"),
     ("mask_hw", dict(mask_hw=[6]), ValueError, r"mask_hw must be \(Hm, Wm\) >= 1 with masks"),
