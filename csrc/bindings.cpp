@@ -9,6 +9,15 @@
 
 namespace py = pybind11;
 
+namespace earthx {
+// csrc/region_pool_cuda.cpp (declared here: its argument types are pybind11's, and
+// csrc/cuda/region_pool.h is shared with nvcc).
+void region_pool_cuda(py::sequence features, const std::string& dtype, uintptr_t boxes,
+                      uintptr_t masks, std::vector<int64_t> mask_hw, int64_t batch,
+                      int64_t regions, int64_t grid, std::vector<int64_t> image_hw, uintptr_t out,
+                      uintptr_t stream);
+}  // namespace earthx
+
 static py::dict build_info() {
   py::dict d;
 #ifdef EARTHX_WITH_CUDA
@@ -55,6 +64,14 @@ PYBIND11_MODULE(_C, m) {
         py::arg("strides"), py::arg("typestr"), py::arg("kind"), py::arg("params"),
         py::arg("bounds"), py::arg("nodata"), py::arg("dst"), py::arg("out_h"), py::arg("out_w"),
         py::arg("size"), py::arg("mode"), py::arg("stream"));
+
+  // --- region_pool (csrc/region_pool_cuda.cpp, csrc/cuda/region_pool.cu) -----------------------
+  // Mask-weighted multi-scale ROI-Align means on CUDA device buffers (raw pointers; maps of any
+  // strides, float32 boxes/masks, contiguous out [B, R, sum C]); RuntimeError without CUDA.
+  m.def("region_pool_cuda", &earthx::region_pool_cuda, py::arg("features"), py::arg("dtype"),
+        py::arg("boxes"), py::arg("masks"), py::arg("mask_hw"), py::arg("batch"),
+        py::arg("regions"), py::arg("grid"), py::arg("image_hw"), py::arg("out"),
+        py::arg("stream"));
 
   // --- prompt rasterization (csrc/cpu/rasterize.cpp) --------------------------------------------
   // Disk of a point prompt: centers within radius of (cx, cy); uint8 [out_h, out_w].

@@ -44,6 +44,21 @@ def preprocess_cuda(
     stream: int,
 ) -> None: ...
 
+# region_pool (csrc/region_pool_cuda.cpp, csrc/cuda/region_pool.cu)
+def region_pool_cuda(
+    features: list[tuple[int, list[int], list[int]]],
+    dtype: str,
+    boxes: int,
+    masks: int,
+    mask_hw: list[int],
+    batch: int,
+    regions: int,
+    grid: int,
+    image_hw: list[int],
+    out: int,
+    stream: int,
+) -> None: ...
+
 def raster_disk(
     cx: float, cy: float, radius: float, out_h: int, out_w: int
 ) -> npt.NDArray[np.uint8]: ...
