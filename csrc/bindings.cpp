@@ -99,7 +99,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("height"), py::arg("width"), py::arg("overlap"));
 
   // --- region_pool (csrc/cpu/region_pool.cpp) ---------------------------------------------------
-  // Mask-weighted K x K bilinear region means of float32 maps [B, C_s, H_s, W_s] -> [B, R, sum C_s].
+  // Mask-weighted K x K bilinear region means of float32 [B, C_s, H_s, W_s] -> [B, R, sum C_s].
   m.def("region_pool", &earthx::region_pool, py::arg("features"), py::arg("boxes"),
         py::arg("masks"), py::arg("grid"), py::arg("image_h"), py::arg("image_w"));
 

@@ -271,7 +271,8 @@ py::array_t<float> region_pool(const std::vector<py::array>& features, const py:
   const int64_t threads = num_threads();
   int64_t chunks = 1;
   if (nbr < 4 * threads)
-    chunks = std::clamp<int64_t>((4 * threads + nbr - 1) / nbr, 1, std::max<int64_t>(1, total_c / 64));
+    chunks = std::clamp<int64_t>((4 * threads + nbr - 1) / nbr, 1,
+                                 std::max<int64_t>(1, total_c / 64));
   const int64_t chunk = (total_c + chunks - 1) / chunks;
   const int64_t items = nbr * chunks;
   const int64_t k = grid;
@@ -291,41 +292,43 @@ py::array_t<float> region_pool(const std::vector<py::array>& features, const py:
   const float fk = static_cast<float>(k);
   const float fw = static_cast<float>(image_w), fh = static_cast<float>(image_h);
 
-  py::gil_scoped_release release;
+  {
+    py::gil_scoped_release release;  // the arrays stay alive: the caller holds them
 #ifdef EARTHX_OPENMP
 #pragma omp parallel for schedule(dynamic, 1) if (work >= 32768.0 && items > 1)
 #endif
-  for (int64_t it = 0; it < items; ++it) {
+    for (int64_t it = 0; it < items; ++it) {
 #ifdef EARTHX_OPENMP
-    Scratch& s = scratch[static_cast<size_t>(omp_get_thread_num())];
+      Scratch& s = scratch[static_cast<size_t>(omp_get_thread_num())];
 #else
-    Scratch& s = scratch[0];
+      Scratch& s = scratch[0];
 #endif
-    const int64_t br = it / chunks, b = br / nreg, r = br % nreg;
-    const int64_t c_lo = (it % chunks) * chunk, c_hi = std::min(total_c, c_lo + chunk);
-    if (c_lo >= c_hi) continue;
-    float* row = out + br * total_c;
+      const int64_t br = it / chunks, b = br / nreg, r = br % nreg;
+      const int64_t c_lo = (it % chunks) * chunk, c_hi = std::min(total_c, c_lo + chunk);
+      if (c_lo >= c_hi) continue;
+      float* row = out + br * total_c;
 
-    // Sample grid in the reference's float32 operations (see the file comment).
-    const float x0 = box(b, r, 0), y0 = box(b, r, 1), x1 = box(b, r, 2), y1 = box(b, r, 3);
-    for (int64_t i = 0; i < k; ++i) {
-      const float kk = static_cast<float>(i) + 0.5f;
-      const float x = x0 + kk * (x1 - x0) / fk;
-      const float y = y0 + kk * (y1 - y0) / fk;
-      s.u[i] = 2.0f * x / fw - 1.0f;
-      s.v[i] = 2.0f * y / fh - 1.0f;
-    }
-    const float den = weighted ? mask_weights(mk, b, r, k, s) : static_cast<float>(k * k);
-    if (den == 0.0f) {  // a mask empty under every sample: exactly 0
-      std::fill(row + c_lo, row + c_hi, 0.0f);
-      continue;
-    }
-    for (const Map& m : maps) {
-      const int64_t lo = std::max(c_lo, m.col) - m.col;
-      const int64_t hi = std::min(c_hi, m.col + m.c) - m.col;
-      if (lo >= hi) continue;
-      build_taps(m, k, weighted, s);
-      pool_channels(m, b, lo, hi, den, s, row + m.col + lo);
+      // Sample grid in the reference's float32 operations (see the file comment).
+      const float x0 = box(b, r, 0), y0 = box(b, r, 1), x1 = box(b, r, 2), y1 = box(b, r, 3);
+      for (int64_t i = 0; i < k; ++i) {
+        const float kk = static_cast<float>(i) + 0.5f;
+        const float x = x0 + kk * (x1 - x0) / fk;
+        const float y = y0 + kk * (y1 - y0) / fk;
+        s.u[i] = 2.0f * x / fw - 1.0f;
+        s.v[i] = 2.0f * y / fh - 1.0f;
+      }
+      const float den = weighted ? mask_weights(mk, b, r, k, s) : static_cast<float>(k * k);
+      if (den == 0.0f) {  // a mask empty under every sample: exactly 0
+        std::fill(row + c_lo, row + c_hi, 0.0f);
+        continue;
+      }
+      for (const Map& m : maps) {
+        const int64_t lo = std::max(c_lo, m.col) - m.col;
+        const int64_t hi = std::min(c_hi, m.col + m.c) - m.col;
+        if (lo >= hi) continue;
+        build_taps(m, k, weighted, s);
+        pool_channels(m, b, lo, hi, den, s, row + m.col + lo);
+      }
     }
   }
   return result;

@@ -1,4 +1,4 @@
-// region_pool: the prompt-feature fusion op on the CPU; see csrc/bindings.cpp for the exported list.
+// region_pool: the prompt-feature fusion op on the CPU; see csrc/bindings.cpp for the export.
 #pragma once
 
 #include <optional>
