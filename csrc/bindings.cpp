@@ -4,6 +4,7 @@
 #include "cpu/preprocess.h"
 #include "cpu/rasterize.h"
 #include "cpu/masks.h"
+#include "cpu/region_pool.h"
 #include "cpu/tiling.h"
 #include "cuda/device.h"
 
@@ -113,6 +114,11 @@ PYBIND11_MODULE(_C, m) {
   // Weighted vote of masks [N, th, tw] uint8|bool at boxes [N, 4] -> uint8 [H, W] (vote >= 0.5).
   m.def("stitch_masks", &earthx::stitch_masks, py::arg("masks"), py::arg("boxes"),
         py::arg("height"), py::arg("width"), py::arg("overlap"));
+
+  // --- region_pool (csrc/cpu/region_pool.cpp) ---------------------------------------------------
+  // Mask-weighted K x K bilinear region means of float32 [B, C_s, H_s, W_s] -> [B, R, sum C_s].
+  m.def("region_pool", &earthx::region_pool, py::arg("features"), py::arg("boxes"),
+        py::arg("masks"), py::arg("grid"), py::arg("image_h"), py::arg("image_w"));
 
   // --- CUDA (csrc/cuda) -------------------------------------------------------------------------
   // Number of visible CUDA devices (0 without a driver or GPU); -1 when CUDA was not compiled.

@@ -100,3 +100,12 @@ def stitch_masks(
     masks: npt.NDArray[np.uint8] | npt.NDArray[np.bool_], boxes: npt.NDArray[np.int64], height: int,
     width: int, overlap: int,
 ) -> npt.NDArray[np.uint8]: ...
+
+def region_pool(
+    features: list[npt.NDArray[np.float32]],
+    boxes: npt.NDArray[np.float32],
+    masks: npt.NDArray[np.float32] | None,
+    grid: int,
+    image_h: int,
+    image_w: int,
+) -> npt.NDArray[np.float32]: ...

@@ -41,14 +41,23 @@ def available_impls(device: str | torch.device | None = None) -> list[str]:
     return ["ref"] + [k for k in kinds if kernel_status(k)[0]]
 
 
-def _resolve(impl: str, device: torch.device) -> str:
+def _supports(impl: str, features, boxes, masks) -> bool:
+    """Whether kernel `impl` takes these inputs: a kernel module may define `supports(features,
+    boxes, masks) -> (bool, reason)` (e.g. float32 only, no autograd); "auto" skips it if not."""
+    import importlib
+
+    check = getattr(importlib.import_module(_KERNELS[impl]), "supports", None)
+    return check is None or check(features, boxes, masks)[0]
+
+
+def _resolve(impl: str, device: torch.device, features=None, boxes=None, masks=None) -> str:
     if impl != "auto":
         ok, why = kernel_status(impl) if impl != "ref" else (True, "")
         if not ok:
             raise RuntimeError(f"region_pool: impl={impl!r} is not available here: {why}")
         return impl
     for k in _AUTO_ORDER.get(device.type, ()):
-        if kernel_status(k)[0]:
+        if kernel_status(k)[0] and (features is None or _supports(k, features, boxes, masks)):
             return k
     return "ref"
 
@@ -253,7 +262,7 @@ def region_pool(
     if impl not in IMPLS:
         raise ValueError(f"region_pool: impl must be one of {list(IMPLS)}, got {impl!r}")
     _check(features, boxes, masks, grid, image_size)
-    impl = _resolve(impl, boxes.device)
+    impl = _resolve(impl, boxes.device, features, boxes, masks)
     if impl == "ref":
         return region_pool_ref(list(features), boxes, masks, grid, image_size=image_size)
     import importlib

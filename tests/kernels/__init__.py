@@ -1,0 +1,1 @@
+"""Tests of the fast kernels in earthx_sdk/kernels against their references."""

@@ -254,5 +254,7 @@ def test_unknown_impl_raises():
 def test_ref_and_auto_agree():
     f, b, m = _ok()
     b = torch.rand(2, 3, 4) * 16
-    assert torch.equal(region_pool(f, b, m, grid=2, image_size=16, impl="ref"),
-                       region_pool(f, b, m, grid=2, image_size=16, impl="auto"))
+    # auto may pick a kernel (another summation order): equal within the fp32 tolerance
+    torch.testing.assert_close(region_pool(f, b, m, grid=2, image_size=16, impl="auto"),
+                               region_pool(f, b, m, grid=2, image_size=16, impl="ref"),
+                               rtol=TOL[torch.float32][0], atol=TOL[torch.float32][1])
