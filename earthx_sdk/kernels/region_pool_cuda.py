@@ -30,6 +30,16 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
+def supports(features, boxes, masks) -> tuple[bool, str]:
+    """Whether "auto" may pick this kernel: float32/16/bf16 maps, and no autograd."""
+    tensors = [*features, boxes] + ([masks] if masks is not None else [])
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False, "forward only: an input requires grad"
+    if features[0].dtype not in _DTYPES:
+        return False, f"maps of dtype {features[0].dtype}"
+    return True, ""
+
+
 def region_pool(
     features: list[torch.Tensor],
     boxes: torch.Tensor,

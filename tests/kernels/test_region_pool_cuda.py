@@ -257,3 +257,16 @@ def test_region_pool_kernel_has_sass_for_sm_87_and_sm_90():
         if arch and re.search(r"region_pool_kernelI(f|6__half|13__nv_bfloat16)E", section):
             archs.add(arch.group(1))
     assert {"sm_87", "sm_90"} <= archs, f"region_pool_kernel compiled for {sorted(archs)}"
+
+
+def test_supports_refuses_training_and_float64():
+    from earthx_sdk.kernels import region_pool_cuda as K
+
+    f = [torch.zeros(1, 2, 4, 4, requires_grad=True)]
+    b = torch.zeros(1, 1, 4)
+    ok, why = K.supports(f, b, None)
+    assert not ok and "requires grad" in why
+    with torch.no_grad():
+        assert K.supports(f, b, None) == (True, "")
+    ok, why = K.supports([torch.zeros(1, 2, 4, 4, dtype=torch.float64)], b, None)
+    assert not ok and "float64" in why
