@@ -1,1 +1,1 @@
-"""Host-side training path (run from a checkout: `python -m training ...`); not installed with the SDK."""
+"""Host-side training path, run from a checkout (`python -m training ...`); not installed."""
