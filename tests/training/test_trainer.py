@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from earthx_sdk.modeling.config import EarthXConfig  # noqa: E402
+from earthx_sdk.modeling.model import EarthXModel  # noqa: E402
+from earthx_sdk.prompts import Box  # noqa: E402
+from training.trainer import MixedSampler, TrainConfig, freeze, train  # noqa: E402
+
+
+def _sources():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    sar = rng.gamma(1.0, 0.1, (40, 40)).astype(np.float32)
+    seg = np.zeros((48, 64), bool)
+    seg[10:30, 20:40] = True
+    return {
+        "captions": [dict(image=img, sensor="optical", question="Describe the image.",
+                          answer="a field.", task="caption")],
+        "regions": [dict(image=sar, sensor="sar", question="What is <region>?", answer="a ship.",
+                         prompts=[Box(5, 5, 20, 20)], task="region")],
+        "seg": [dict(image=img, sensor="optical", question="Segment the roof.", answer="<seg>",
+                     target_masks=[seg], task="seg")],
+    }
+
+
+def _model():
+    torch.manual_seed(0)
+    return EarthXModel(EarthXConfig.from_name("tiny"))
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, log_every=1, save_every=2, seed=3)
+    a = _model()
+    rows_a = train(a, _sources(), cfg, tmp_path / "a", progress=False)
+    b = _model()
+    train(b, _sources(), TrainConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "b",
+          progress=False)
+    b = _model()  # a new process would start from a fresh model too
+    train(b, _sources(), cfg, tmp_path / "b", resume=True, progress=False)
+    pa, pb = _params(a), _params(b)
+    assert all(torch.equal(pa[n], pb[n]) for n in pa)
+    log_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log_b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log_b] == [r["loss"] for r in rows_a]
+    assert (tmp_path / "a" / "model" / "model.safetensors").is_file()
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        train(_model(), _sources(), cfg, tmp_path / "a", progress=False)
+
+
+def test_frozen_components_do_not_move(tmp_path):
+    model = _model()
+    before = _params(model)
+    train(model, _sources(), TrainConfig(steps=2, batch_size=2, lr=1e-2, freeze=("vision.vit",
+                                                                                    "llm")),
+          tmp_path, progress=False)
+    after = _params(model)
+    for n in before:
+        moved = not torch.equal(before[n], after[n])
+        if n.startswith(("vision.vit.", "llm.")):
+            assert not moved, n
+    assert any(not torch.equal(before[n], after[n]) for n in before
+               if n.startswith("vision.projector"))
+
+
+def test_freeze_of_an_unknown_component():
+    with pytest.raises(ValueError, match="'visoin' matches no parameter; components are"):
+        freeze(_model(), ["visoin"])
+
+
+def test_mixture_weights():
+    s = MixedSampler({"a": 3, "b": 5}, [("a", 1.0), ("b", 0.0)], seed=0)
+    assert {src for src, _ in s.draw(50)} == {"a"}
+    state = s.state_dict()
+    x = s.draw(10)
+    s.load_state_dict(state)
+    assert s.draw(10) == x
+    with pytest.raises(ValueError, match=r"mixture names unknown sources \['c'\]"):
+        MixedSampler({"a": 3}, [("c", 1.0)], seed=0)
+    with pytest.raises(ValueError, match="TrainConfig.amp must be one of"):
+        TrainConfig(amp="fp8")

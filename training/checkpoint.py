@@ -1,0 +1,82 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint directory holds the model (EarthXModel.save), `optimizer.safetensors` +
+`optimizer.json` (the optimizer's per-parameter tensors and its param groups), and `state.json`
+(step, sampler and RNG states). Written to `<dir>.tmp` and renamed, so a crash never leaves a
+half-written checkpoint under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Splits an optimizer's state dict into tensors (flat names) and JSON-able rest."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                         meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, v in tensors.items():
+        pid, k = name.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for name, v in meta["scalars"].items():
+        pid, k = name.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer, state: dict) -> None:
+    """Writes model + optimizer + `state` (JSON-able: step, sampler, RNG) atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    tensors, meta = optimizer_to_files(opt)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "optimizer.json").write_text(json.dumps(meta))
+    rng = {"torch": torch.get_rng_state().tolist()}
+    (tmp / "state.json").write_text(json.dumps({**state, "rng": rng}))
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        path.replace(old)
+        tmp.replace(path)
+        shutil.rmtree(old)
+    else:
+        tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer) -> dict:
+    """Restores the model weights, the optimizer and torch's RNG; returns the saved `state`.
+
+    Raises:
+        FileNotFoundError: the directory or one of its files is missing (named).
+    """
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    for name in ("model.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path} is not a training checkpoint: {name} missing")
+    load_model(model, str(path / "model.safetensors"))
+    optimizer_from_files(opt, load_file(str(path / "optimizer.safetensors")),
+                         json.loads((path / "optimizer.json").read_text()))
+    state = json.loads((path / "state.json").read_text())
+    torch.set_rng_state(torch.tensor(state.pop("rng")["torch"], dtype=torch.uint8))
+    return state
