@@ -1,0 +1,46 @@
+"""python -m training --recipe NAME --out DIR [--resume] [--steps N]"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.recipes import RECIPES
+
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train an EarthX model.")
+    parser.add_argument("--recipe", required=True, choices=sorted(RECIPES),
+                        help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.modeling.model import EarthXModel
+    from training.recipes import get_recipe
+    from training.trainer import train
+
+    recipe = get_recipe(args.recipe)
+    cfg = recipe.train
+    if args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    print(f"recipe {recipe.name}: building samples", file=sys.stderr)
+    sources = recipe.sources()
+    print("samples per source: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(sources.items())),
+          file=sys.stderr)
+    torch.manual_seed(cfg.seed)
+    model = EarthXModel(EarthXConfig.from_name(recipe.preset))
+    rows = train(model, sources, cfg, args.out, resume=args.resume)
+    if rows:
+        print(f"final: step {rows[-1]['step']} loss {rows[-1]['loss']:.4f}; model in "
+              f"{args.out}/model")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
