@@ -10,7 +10,8 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     from training.recipes import RECIPES
 
-    parser = argparse.ArgumentParser(prog="python -m training", description="Train an EarthX model.")
+    parser = argparse.ArgumentParser(prog="python -m training",
+                                     description="Train an EarthX model.")
     parser.add_argument("--recipe", required=True, choices=sorted(RECIPES),
                         help="; ".join(f"{r.name}: {r.description}" for r in RECIPES.values()))
     parser.add_argument("--out", required=True, help="output directory")
