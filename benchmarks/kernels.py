@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import platform
 import statistics
@@ -21,24 +20,14 @@ import time
 
 import numpy as np
 
+from benchmarks.harness import time_calls, write_json
+
 
 def gathered_bytes(case, itemsize: int) -> int:
     per_sample = sum(c for c, _, _ in case.scales) * 4 + (4 if case.masks else 0)
     samples = case.batch * case.regions * case.grid * case.grid
     out = case.batch * case.regions * sum(c for c, _, _ in case.scales)
     return (samples * per_sample + out + case.batch * case.regions * 4) * itemsize
-
-
-def _time(fn, repeat: int, sync) -> list[float]:
-    fn()
-    sync()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.exit(2, "benchmarks.kernels: --device cuda but no CUDA device is visible\n")
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if args.device == "cuda" else None
     impls = available_impls(args.device)
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(f"# {gpu or platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -77,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_med = None
         for impl in impls:
             with torch.no_grad():
-                t = _time(call[impl], args.repeat, sync)
+                t = time_calls(call[impl], args.repeat, sync)
                 diff = float((call[impl]() - ref_out).abs().max())
             med = statistics.median(t)
             ref_med = med if impl == "ref" else ref_med
@@ -91,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"device": gpu or platform.processor(), "cores": os.cpu_count(),
                    "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
                    "repeat": args.repeat, "results": rows}
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, args.json)
-        print(f"wrote {args.json}")
+        write_json(args.json, payload)
     return 0
 
 

@@ -10,26 +10,14 @@ speed-up
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.harness import REGISTRY, Case
-
-
-def _times(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm-up: first-touch allocations, thread pool start
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+from benchmarks.harness import REGISTRY, Case, time_calls, write_json
 
 
 def _max_diff(a: object, b: object) -> float:
@@ -87,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in _cases():
         if args.only and args.only not in case.op:
             continue
-        ref_t = _times(case.ref, args.repeat)
-        nat_t = _times(case.native, args.repeat)
+        ref_t = time_calls(case.ref, args.repeat)
+        nat_t = time_calls(case.native, args.repeat)
         diff = _max_diff(case.ref(), case.native())
         ref_med, nat_med = statistics.median(ref_t), statistics.median(nat_t)
         speedup = ref_med / nat_med if nat_med > 0 else float("inf")
@@ -105,11 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {"machine": {"processor": platform.processor(), "machine": platform.machine(),
                                "cores": os.cpu_count()}, "build": info, "repeat": args.repeat,
                    "date": time.strftime("%Y-%m-%d"), "results": rows}
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2)
-        os.replace(tmp, args.json)
-        print(f"wrote {args.json}")
+        write_json(args.json, payload)
     return 0
 
 
