@@ -1,7 +1,8 @@
-"""The trainer: mixed sampling over sources, freezing, AdamW with warmup, optional bf16 autocast and
-gradient checkpointing, checkpoints with exact resume, a JSONL metrics log and a progress bar.
+"""The trainer: mixed sampling over sources, freezing, LoRA on the LLM (peft, merged into the saved
+model), AdamW with warmup, optional bf16 autocast and gradient checkpointing, checkpoints with exact
+resume, a JSONL metrics log and a progress bar.
 
-Not here yet (next steps of the training issue): LoRA through peft, DDP/FSDP through torchrun.
+Not here yet: DDP/FSDP through torchrun (one process trains; see the training issue's notes).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class TrainConfig:
         amp: "none" or "bf16" (autocast).
         grad_checkpointing: recompute the LLM's activations in backward.
         log_every: steps between metrics lines; save_every: steps between checkpoints (0: end).
+        lora_rank: > 0 trains LoRA adapters of this rank on the LLM's attention and MLP
+            projections instead of its weights (peft); the saved model has them merged.
+        lora_alpha: LoRA scaling numerator.
     """
 
     steps: int = 100
@@ -50,13 +54,15 @@ class TrainConfig:
     grad_checkpointing: bool = False
     log_every: int = 10
     save_every: int = 0
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.save_every < 0 or self.warmup_steps < 0:
-            raise ValueError("TrainConfig.save_every and warmup_steps must be >= 0")
+        if self.save_every < 0 or self.warmup_steps < 0 or self.lora_rank < 0:
+            raise ValueError("TrainConfig.save_every, warmup_steps and lora_rank must be >= 0")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"TrainConfig.lr must be finite and > 0, got {self.lr}")
         if self.amp not in AMP_MODES:
@@ -137,6 +143,8 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         raise FileExistsError(f"{ckpt} exists: pass resume=True (--resume) or another --out")
     torch.manual_seed(cfg.seed)
     freeze(model, cfg.freeze)
+    if cfg.lora_rank:
+        model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:
         model.llm.gradient_checkpointing_enable()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -187,6 +195,8 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
             save_checkpoint(ckpt, model, opt, {"step": step, "sampler": sampler.state_dict()})
     model.eval()
+    if cfg.lora_rank:
+        model.llm = model.llm.merge_and_unload()  # the saved model is a plain one
     tmp = out / "model.tmp"
     model.save(tmp)
     if (out / "model").exists():
@@ -195,6 +205,23 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         shutil.rmtree(out / "model")
     tmp.replace(out / "model")
     return rows
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def apply_lora(llm, rank: int, alpha: float):
+    """Wraps a Llama/Qwen2 model with LoRA adapters (peft): its own weights freeze.
+
+    Raises:
+        ImportError: peft is not installed (pip install earthx-sdk[train]).
+    """
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ImportError("LoRA needs peft: pip install 'earthx-sdk[train]'") from None
+    return get_peft_model(llm, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0,
+                                          target_modules=list(LORA_TARGETS), bias="none"))
 
 
 def _truncate_log(path: Path, step: int) -> None:

@@ -87,3 +87,26 @@ def test_mixture_weights():
         MixedSampler({"a": 3}, [("c", 1.0)], seed=0)
     with pytest.raises(ValueError, match="TrainConfig.amp must be one of"):
         TrainConfig(amp="fp8")
+
+
+def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
+    pytest.importorskip("peft")
+    model = _model()
+    llm_before = {n: p.detach().clone() for n, p in model.llm.named_parameters()}
+    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-2, lora_rank=4, save_every=2, log_every=1)
+    train(model, _sources(), cfg, tmp_path / "a", progress=False)
+    # merged: plain parameter names again, and the LLM weights moved by the merged adapters
+    after = dict(model.llm.named_parameters())
+    assert set(after) == set(llm_before)
+    assert any(not torch.equal(llm_before[n], after[n]) for n in after if "q_proj" in n)
+    loaded = EarthXModel.load(tmp_path / "a" / "model")
+    for n, p in loaded.llm.named_parameters():
+        assert torch.equal(p, after[n]), n
+    # resuming a LoRA run from its checkpoint gives the same result
+    b = _model()
+    train(b, _sources(), TrainConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "b",
+          progress=False)
+    b = _model()
+    train(b, _sources(), cfg, tmp_path / "b", resume=True, progress=False)
+    for n, p in b.llm.named_parameters():
+        assert torch.equal(p, after[n]), n
