@@ -2,13 +2,17 @@
 model), AdamW with warmup, optional bf16 autocast and gradient checkpointing, checkpoints with exact
 resume, a JSONL metrics log and a progress bar.
 
-Not here yet: DDP/FSDP through torchrun (one process trains; see the training issue's notes).
+Data parallel: under `torchrun --nproc_per_node N python -m training ...` each process takes every
+N-th sample of the global batch (all draw the same batches from the seeded sampler), gradients are
+averaged by DistributedDataParallel (gloo on CPU, nccl on GPUs), and rank 0 alone writes logs,
+checkpoints and the model. FSDP (sharded parameters) is not implemented.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -137,10 +141,13 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         FileExistsError: `out/checkpoint` exists and resume is False.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    rank, world = _init_distributed(model)
+    main_proc = rank == 0
     ckpt = out / "checkpoint"
     if ckpt.exists() and not resume:
         raise FileExistsError(f"{ckpt} exists: pass resume=True (--resume) or another --out")
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     freeze(model, cfg.freeze)
     if cfg.lora_rank:
@@ -156,8 +163,16 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         state = load_checkpoint(ckpt, model, opt)
         step = state["step"]
         sampler.load_state_dict(state["sampler"])
-        _truncate_log(log_path, step)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        if main_proc:
+            _truncate_log(log_path, step)
+    if main_proc:
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # not every batch reaches every part (the mask decoder needs a <seg>)
+        net = DistributedDataParallel(model, find_unused_parameters=True)
 
     cache: dict[tuple[str, int], object] = {}
 
@@ -167,18 +182,19 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
             cache[key] = model.processor.encode(**kwargs)
         return cache[key]
 
-    bar = _progress(cfg.steps, step, progress)
+    bar = _progress(cfg.steps, step, progress and main_proc)
     rows = []
     t0 = time.perf_counter()
     device_type = model.device.type
     while step < cfg.steps:
-        batch = [encoded(k) for k in sampler.draw(cfg.batch_size)]
+        keys = sampler.draw(cfg.batch_size)  # the same global batch on every rank
+        batch = [encoded(k) for k in keys[rank::world]]
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            losses = model(batch)
+            losses = net(batch)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -189,22 +205,43 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
                    "seconds": round(time.perf_counter() - t0, 3),
                    **{k: float(v.detach()) for k, v in losses.items()}}
             rows.append(row)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if main_proc:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(row) + "\n")
             bar(step, row)
-        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+        if main_proc and ((cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps):
             save_checkpoint(ckpt, model, opt, {"step": step, "sampler": sampler.state_dict()})
     model.eval()
     if cfg.lora_rank:
         model.llm = model.llm.merge_and_unload()  # the saved model is a plain one
-    tmp = out / "model.tmp"
-    model.save(tmp)
-    if (out / "model").exists():
-        import shutil
+    if main_proc:
+        tmp = out / "model.tmp"
+        model.save(tmp)
+        if (out / "model").exists():
+            import shutil
 
-        shutil.rmtree(out / "model")
-    tmp.replace(out / "model")
+            shutil.rmtree(out / "model")
+        tmp.replace(out / "model")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return rows
+
+
+def _init_distributed(model) -> tuple[int, int]:
+    """(rank, world size); joins the process group torchrun describes (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            model.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

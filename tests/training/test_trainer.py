@@ -110,3 +110,27 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
     train(b, _sources(), cfg, tmp_path / "b", resume=True, progress=False)
     for n, p in b.llm.named_parameters():
         assert torch.equal(p, after[n]), n
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """torchrun with 2 processes (gloo): ranks stay identical, rank 0 alone writes the outputs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", "29517", str(root / "tests/training/ddp_worker.py"),
+                        str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                       timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d0 = json.loads((tmp_path / "digest0.json").read_text())
+    d1 = json.loads((tmp_path / "digest1.json").read_text())
+    assert d0 == d1
+    log = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in log]
+    assert steps == [1, 2, 3]  # one writer
+    assert (tmp_path / "run/model/model.safetensors").is_file()
