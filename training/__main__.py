@@ -1,4 +1,7 @@
-"""python -m training --recipe NAME --out DIR [--resume] [--steps N]"""
+"""python -m training --recipe NAME --out DIR [--resume] [--steps N] [--lora-rank R]
+
+Data parallel: torchrun --nproc_per_node N -m training --recipe NAME --out DIR
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    parser.add_argument("--lora-rank", type=int,
+                        help="train LoRA adapters of this rank on the LLM (merged on save)")
     args = parser.parse_args(argv)
 
     import torch
@@ -30,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = recipe.train
     if args.steps is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
+    if args.lora_rank is not None:
+        cfg = dataclasses.replace(cfg, lora_rank=args.lora_rank)
     print(f"recipe {recipe.name}: building samples", file=sys.stderr)
     sources = recipe.sources()
     print("samples per source: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(sources.items())),
