@@ -41,7 +41,7 @@ def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
             acc = by_sensor.setdefault(sensor, {k: [] for k in
                                                 ("cls_pred", "cls_gt", "seg_pred", "seg_gt",
                                                  "cap_pred", "cap_gt")})
-            for sample in samples_for(rec, tasks=("region_class", "seg_text", "caption"), rng=rng):
+            for sample in samples_for(rec, tasks=("region_class", "refer_seg", "caption"), rng=rng):
                 answer, targets = sample["answer"], sample["target_masks"]
                 query = {k: v for k, v in sample.items()
                          if k not in ("task", "answer", "target_masks")}
@@ -51,7 +51,7 @@ def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
                 if sample["task"] == "region_class":
                     acc["cls_pred"].append(gen.text.strip().rstrip("."))
                     acc["cls_gt"].append(answer.rstrip("."))
-                elif sample["task"] == "seg_text":
+                elif sample["task"] == "refer_seg":
                     # the predicted logits mapped back onto the image (the runtime's postprocess)
                     info = enc.info
                     truth = np.asarray(targets[0], bool)

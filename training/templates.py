@@ -1,116 +1,269 @@
-"""Instruction templates: an ImageRecord -> training samples for every task and prompt type.
+"""Instruction templates: turn an ImageRecord into training samples for every task.
 
-A sample is a dict of `earthx_sdk.processor.Processor.encode` keyword arguments (image, sensor,
-question, answer, prompts, target_masks, history) plus `task`. Tasks: caption, vqa, scene,
-region_class and region_caption (with point, box, polygon, scribble and mask prompts), seg_text
-(referring segmentation from words), seg_prompt (from a visual prompt), multiturn.
+A sample is a dict with exactly the keyword arguments of `earthx_sdk.processor.Processor.encode`
+(image, sensor, question, answer, prompts, target_masks, history) plus `task`. Visual prompts are
+built from an annotation's region (its mask, else its polygon rasterized, else its box):
+point = a pixel centre inside the region, box = the annotation's box (else the region's extent),
+polygon = its outline (else the hull of the region's pixels), scribble = a polyline through the
+region along its long axis, mask = the region. Each task has several phrasings, chosen by `rng`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
+from earthx_sdk.ops.rasterize import raster_box, raster_polygon
 from earthx_sdk.prompts import Box, Mask, Point, Polygon, Scribble
 from training.records import Annotation, ImageRecord
 
-TASKS = ("caption", "vqa", "scene", "region_class", "region_caption", "seg_text", "seg_prompt",
-         "multiturn")
-PROMPT_KINDS = ("point", "box", "polygon", "scribble", "mask")
+TASKS = ("caption", "vqa", "scene", "region_class", "region_caption", "refer_seg", "prompt_seg",
+         "multi_turn")
+PROMPT_TYPES = ("point", "box", "polygon", "scribble", "mask")
+_POSITIONS = (("top left", "top", "top right"), ("left", "center", "right"),
+              ("bottom left", "bottom", "bottom right"))
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve")
 
-_CAPTION_Q = ("Describe the image.", "Write a short caption of this image.",
-              "What does this image show?")
-_SCENE_Q = ("What kind of scene is this?", "Classify the scene.")
-_CLASS_Q = ("What is <region>?", "What object is in <region>?", "Classify <region>.")
-_REGION_CAPTION_Q = ("Describe <region>.", "Write a caption of <region>.")
-_SEG_TEXT_Q = ("Segment the {}.", "Give the mask of the {}.", "Where is the {}? Segment it.")
-_SEG_PROMPT_Q = ("Segment the object in <region>.", "Give the mask of <region>.")
-
-
-def _where(box: tuple[float, float, float, float], hw: tuple[int, int]) -> str:
-    x = (box[0] + box[2]) / 2 / hw[1]
-    y = (box[1] + box[3]) / 2 / hw[0]
-    v = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
-    u = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "center"
-    return "center" if (v, u) == ("middle", "center") else f"{v} {u}"
-
-
-def make_prompt(ann: Annotation, kind: str, rng: np.random.Generator):
-    """A visual prompt of `kind` for an annotation: a point inside its mask, its box, its
-    polygon, a scribble along a row inside it, or its mask."""
-    m = ann.mask() if ann.mask is not None else None
-    if kind == "box":
-        return Box(*ann.box)
-    if kind == "polygon":
-        return Polygon(ann.polygon)
-    if kind == "mask":
-        return Mask(m)
-    ys, xs = np.nonzero(m)
-    if kind == "point":
-        k = int(rng.integers(len(ys)))
-        return Point(float(xs[k]) + 0.5, float(ys[k]) + 0.5, radius=2.0)
-    if kind == "scribble":
-        row = int(np.median(ys))
-        cols = xs[ys == row]
-        return Scribble([(float(cols.min()) + 0.5, row + 0.5), (float(cols.max()) + 0.5,
-                                                                row + 0.5)], width=2.0)
-    raise ValueError(f"prompt kind must be one of {PROMPT_KINDS}, got {kind!r}")
+PHRASINGS = {
+    "caption": ("Describe this image.", "Write a short caption for this image.",
+                "What does this image show? Answer in one sentence.",
+                "Give a brief description of the scene."),
+    "scene": ("What kind of scene is this?", "Classify the scene of this image.",
+              "Which scene category does this image belong to? Answer with a phrase."),
+    "region_class": ("What is the object in <region>?", "Classify the region <region>.",
+                     "What category does <region> belong to? Answer with a word or phrase.",
+                     "Identify the object marked by <region>."),
+    "region_caption": ("Describe the region <region>.", "Give a short description of <region>.",
+                       "What can you tell about <region>?"),
+    "refer_seg": ("Please segment {target}.", "Segment {target} in this image.",
+                  "Where is {target}? Answer with a segmentation mask.",
+                  "Give the mask of {target}."),
+    "prompt_seg": ("Segment the object in <region>.", "Please give the mask of <region>.",
+                   "Segment <region>."),
+    "seg_answer": ("<seg>", "Sure, it is <seg>.", "Here is the mask: <seg>."),
+    "follow_seg": ("Now segment it.", "Please segment that object.", "Give its mask."),
+}
 
 
-def samples_for(record: ImageRecord, tasks: Sequence[str] = TASKS,
-                rng: np.random.Generator | None = None, max_regions: int = 3) -> list[dict]:
-    """Training samples of `record` for `tasks` (phrasings and prompt kinds drawn from `rng`).
+def number_word(n: int) -> str:
+    """'one', 'two', ... for 0..12, digits beyond."""
+    return _NUMBERS[n] if 0 <= n < len(_NUMBERS) else str(n)
+
+
+def plural(noun: str) -> str:
+    """Plural of a class name ('storage tanks', 'vehicles'); 'water' stays."""
+    if noun == "water":
+        return noun
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+
+
+def article(noun: str) -> str:
+    """'a ship', 'an airplane'."""
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def position_name(x: float, y: float, hw: tuple[int, int]) -> str:
+    """Which ninth of an (H, W) image holds (x, y): 'top left', 'top', ..., 'center', ..."""
+    h, w = hw
+    col = min(2, max(0, int(3 * x / w)))
+    row = min(2, max(0, int(3 * y / h)))
+    return _POSITIONS[row][col]
+
+
+def position_phrase(pos: str) -> str:
+    """'in the top left', 'on the left', 'at the top', 'in the center', ... for a position_name."""
+    if pos in ("left", "right"):
+        return f"on the {pos}"
+    return f"at the {pos}" if pos in ("top", "bottom") else f"in the {pos}"
+
+
+def image_size(record: ImageRecord) -> tuple[int, int]:
+    """(H, W) of a record: its `size`, its pixels, or the image file's header."""
+    if record.size is not None:
+        return (int(record.size[0]), int(record.size[1]))
+    if record.image is not None:
+        return record.image.shape[:2]
+    from PIL import Image
+
+    with Image.open(record.image_path) as im:
+        return (im.height, im.width)
+
+
+def region_mask(ann: Annotation, hw: tuple[int, int], record: ImageRecord) -> np.ndarray:
+    """bool [H, W] region of an annotation (mask, else polygon, else box).
 
     Raises:
-        ValueError: an unknown task (the message lists them).
+        ValueError: the annotation has no geometry, its mask has the wrong shape, or its region
+            is empty inside the image.
     """
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown:
-        raise ValueError(f"tasks {unknown} unknown; tasks are {list(TASKS)}")
-    rng = rng or np.random.default_rng(0)
-    hw = record.size or (record.image.shape[0], record.image.shape[1])
-    base = {"image": record.image if record.image is not None else record.image_path,
-            "sensor": record.sensor}
-    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
+    where = f"record from {record.source} ({record.image_path or 'in memory'}), {ann.category!r}"
+    if ann.mask is not None:
+        m = np.asarray(ann.mask()).astype(bool)
+        if m.shape != tuple(hw):
+            raise ValueError(f"{where}: mask must have the image's shape {tuple(hw)}, got "
+                             f"{m.shape}")
+    elif ann.polygon is not None:
+        m = raster_polygon(ann.polygon, hw).astype(bool)
+    elif ann.box is not None:
+        m = raster_box(ann.box, hw).astype(bool)
+    else:
+        raise ValueError(f"{where}: annotation has no mask, polygon or box")
+    if not m.any():
+        raise ValueError(f"{where}: annotation covers no pixel of the {hw[1]}x{hw[0]} image")
+    return m
+
+
+def _hull(pts: np.ndarray) -> np.ndarray:
+    """Convex hull (monotone chain) of [N, 2] points, counter-clockwise."""
+    pts = np.unique(pts, axis=0)
+
+    def half(seq):
+        out: list = []
+        for p in seq:
+            while len(out) >= 2:
+                (ax, ay), (bx, by) = out[-1] - out[-2], p - out[-2]
+                if ax * by - ay * bx > 0:  # a left turn: keep
+                    break
+                out.pop()
+            out.append(p)
+        return out
+
+    lo, hi = half(pts), half(pts[::-1])
+    return np.asarray(lo[:-1] + hi[:-1])
+
+
+def make_prompt(kind: str, ann: Annotation, mask: np.ndarray, rng: np.random.Generator):
+    """A visual prompt of `kind` (PROMPT_TYPES) for an annotation whose region is `mask`."""
+    ys, xs = np.nonzero(mask)
+    if kind == "point":
+        i = int(rng.integers(len(xs)))
+        return Point(float(xs[i]) + 0.5, float(ys[i]) + 0.5)
+    if kind == "box":
+        if ann.box is not None:
+            return Box(*ann.box)
+        return Box(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    if kind == "polygon":
+        if ann.polygon is not None and len(ann.polygon) >= 3:
+            try:
+                return Polygon(tuple(ann.polygon))
+            except ValueError:
+                pass  # degenerate outline: fall back to the region's hull below
+        corners = np.concatenate([np.stack([xs + dx, ys + dy], 1)
+                                  for dx in (0, 1) for dy in (0, 1)]).astype(np.float64)
+        return Polygon(tuple(map(tuple, _hull(corners))))
+    if kind == "scribble":
+        pts = np.stack([xs, ys], 1) + 0.5
+        c = pts.mean(0)
+        _, _, vt = np.linalg.svd(pts - c, full_matrices=False)
+        t = (pts - c) @ vt[0]
+        lo, hi = np.quantile(t, [0.15, 0.85])
+        n = int(rng.integers(3, 7))
+        line = c + np.linspace(lo, hi, n)[:, None] * vt[0] + rng.normal(0, 0.5, (n, 2))
+        # snap each point to the nearest pixel centre of the region, so it stays inside
+        snapped = [pts[int(np.argmin(((pts - q) ** 2).sum(1)))] for q in line]
+        width = float(np.clip(min(np.ptp(xs), np.ptp(ys)) / 3, 1.0, 3.0))
+        return Scribble(tuple(map(tuple, snapped)), width)
+    if kind == "mask":
+        return Mask(mask)
+    raise ValueError(f"prompt kind must be one of {PROMPT_TYPES}, got {kind!r}")
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _sample(record: ImageRecord, task: str, question: str, answer: str, prompts=(),
+            target_masks=None, history=()) -> dict:
+    return {"image": record.image if record.image is not None else record.image_path,
+            "sensor": record.sensor, "question": question, "answer": answer,
+            "prompts": list(prompts), "target_masks": target_masks, "history": list(history),
+            "task": task}
+
+
+def _region_caption(ann: Annotation, mask: np.ndarray, hw: tuple[int, int]) -> str:
+    if ann.phrase:
+        text = ann.phrase
+    else:
+        ys, xs = np.nonzero(mask)
+        pos = position_name(xs.mean() + 0.5, ys.mean() + 0.5, hw)
+        text = f"{article(ann.category)} {position_phrase(pos)} of the image"
+    return text[:1].upper() + text[1:] + "."
+
+
+def samples_for(record: ImageRecord, tasks=TASKS, rng: np.random.Generator | None = None,
+                prompt_types=PROMPT_TYPES) -> list[dict]:
+    """Training samples of one record.
+
+    Image-level tasks give one sample each (when the record has captions / qa / a scene);
+    region_class, region_caption and prompt_seg give one per prompt type (on a random object);
+    refer_seg gives one from the object's phrase (when known) and one from its category (target:
+    every instance of it); multi_turn gives a region classification followed by its segmentation.
+
+    Args:
+        record: the image and its annotations.
+        tasks: a subset of TASKS.
+        rng: source of all random choices (default: a fresh default_rng(0)).
+        prompt_types: a subset of PROMPT_TYPES.
+
+    Returns:
+        dicts with keys image, sensor, question, answer, prompts, target_masks, history, task.
+
+    Raises:
+        ValueError: an unknown task or prompt type; a malformed annotation (see region_mask).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    for t in tasks:
+        if t not in TASKS:
+            raise ValueError(f"samples_for: task must be one of {TASKS}, got {t!r}")
+    for k in prompt_types:
+        if k not in PROMPT_TYPES:
+            raise ValueError(f"samples_for: prompt type must be one of {PROMPT_TYPES}, got {k!r}")
+    hw = image_size(record)
     out: list[dict] = []
-
-    def add(task, question, answer, prompts=(), target_masks=None, history=()):
-        out.append({**base, "task": task, "question": question, "answer": answer,
-                    "prompts": list(prompts), "target_masks": target_masks,
-                    "history": list(history)})
-
-    if "caption" in tasks and record.captions:
-        add("caption", pick(_CAPTION_Q), pick(record.captions))
-    if "vqa" in tasks:
-        for q, a in record.qa:
-            add("vqa", q, a)
-    if "scene" in tasks and record.scene:
-        add("scene", pick(_SCENE_Q), record.scene + ".")
-    anns = [a for a in record.annotations if a.box is not None and a.mask is not None]
-    chosen = [anns[i] for i in rng.permutation(len(anns))[:max_regions]]
-    for ann in chosen:
-        kind = pick(PROMPT_KINDS)
-        if "region_class" in tasks:
-            add("region_class", pick(_CLASS_Q), f"{ann.category}.",
-                [make_prompt(ann, kind, rng)])
-        if "region_caption" in tasks:
-            add("region_caption", pick(_REGION_CAPTION_Q),
-                f"a {ann.category} in the {_where(ann.box, hw)} of the image.",
-                [make_prompt(ann, pick(PROMPT_KINDS), rng)])
-        if "seg_prompt" in tasks:
-            add("seg_prompt", pick(_SEG_PROMPT_Q), "<seg>", [make_prompt(ann, kind, rng)],
-                [ann.mask()])
-    if "seg_text" in tasks:
-        counts: dict[str, int] = {}
-        for a in anns:
-            counts[a.category] = counts.get(a.category, 0) + 1
-        for ann in anns:  # only unambiguous references: the class occurs once
-            if counts[ann.category] == 1 or ann.phrase:
-                what = ann.phrase or ann.category
-                add("seg_text", pick(_SEG_TEXT_Q).format(what), "<seg>", (), [ann.mask()])
-    if "multiturn" in tasks and record.captions and chosen:
-        ann = chosen[0]
-        add("multiturn", pick(_CLASS_Q), f"{ann.category}.", [make_prompt(ann, "box", rng)],
-            history=[(pick(_CAPTION_Q), record.captions[0])])
+    anns = list(record.annotations)
+    masks = [region_mask(a, hw, record) for a in anns]
+    for task in tasks:
+        if task == "caption" and record.captions:
+            out.append(_sample(record, task, _pick(rng, PHRASINGS[task]),
+                               _pick(rng, record.captions)))
+        elif task == "vqa" and record.qa:
+            q, a = record.qa[int(rng.integers(len(record.qa)))]
+            out.append(_sample(record, task, q, a))
+        elif task == "scene" and record.scene:
+            out.append(_sample(record, task, _pick(rng, PHRASINGS[task]), record.scene))
+        elif task in ("region_class", "region_caption", "prompt_seg") and anns:
+            for kind in prompt_types:
+                i = int(rng.integers(len(anns)))
+                p = make_prompt(kind, anns[i], masks[i], rng)
+                q = _pick(rng, PHRASINGS[task])
+                if task == "region_class":
+                    out.append(_sample(record, task, q, anns[i].category, [p]))
+                elif task == "region_caption":
+                    out.append(_sample(record, task, q, _region_caption(anns[i], masks[i], hw),
+                                       [p]))
+                else:
+                    out.append(_sample(record, task, q, _pick(rng, PHRASINGS["seg_answer"]),
+                                       [p], [masks[i]]))
+        elif task == "refer_seg" and anns:
+            i = int(rng.integers(len(anns)))
+            ans = _pick(rng, PHRASINGS["seg_answer"])
+            if anns[i].phrase:
+                q = _pick(rng, PHRASINGS[task]).format(target=anns[i].phrase)
+                out.append(_sample(record, task, q, ans, (), [masks[i]]))
+            cat = anns[i].category
+            union = np.logical_or.reduce([m for a, m in zip(anns, masks, strict=True)
+                                          if a.category == cat])
+            q = _pick(rng, PHRASINGS[task]).format(target=f"all {plural(cat)}"
+                                                   if cat != "water" else "the water")
+            out.append(_sample(record, task, q, ans, (), [union]))
+        elif task == "multi_turn" and anns:
+            i = int(rng.integers(len(anns)))
+            p = make_prompt(_pick(rng, prompt_types), anns[i], masks[i], rng)
+            first = (_pick(rng, PHRASINGS["region_class"]), anns[i].category)
+            history = [first]
+            if record.captions and rng.random() < 0.5:
+                history.insert(0, (_pick(rng, PHRASINGS["caption"]),
+                                   _pick(rng, record.captions)))
+            out.append(_sample(record, task, _pick(rng, PHRASINGS["follow_seg"]),
+                               _pick(rng, PHRASINGS["seg_answer"]), [p], [masks[i]], history))
     return out

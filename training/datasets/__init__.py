@@ -1,39 +1,64 @@
-"""Readers of the public dataset formats (DATA.md), each returning `ImageRecord`s.
+"""Readers of the public remote-sensing datasets' on-disk formats -> list[ImageRecord].
 
-    read_dataset("dior-rsvg", root, split="train")
+Every reader is `read_<name>(root, split="train") -> list[ImageRecord]`; `READERS` maps the
+dataset names to them and `read_dataset(name, root, split)` dispatches. Masks are lazy
+(`Annotation.mask` is a function); nothing reads pixels while listing a dataset.
 """
 
 from __future__ import annotations
 
-from training.datasets.captions import read_karpathy, read_nwpu_captions
-from training.datasets.coco import read_coco_dataset, read_hit_uav, read_rrsis_d
-from training.datasets.masks import read_irstd1k, read_refsegrs, read_sirst
-from training.datasets.voc import read_dior_rsvg, read_ssdd_voc
+import os
+from collections.abc import Callable
 
-READERS = {
+from training.datasets.captions import read_nwpu_captions, read_rsicd, read_ucm_captions
+from training.datasets.detection import (
+    read_hit_uav,
+    read_hrsid,
+    read_isaid,
+    read_sardet_100k,
+    read_ssdd,
+)
+from training.datasets.grounding import read_dior_rsvg, read_refsegrs
+from training.datasets.infrared import read_irstd_1k, read_sirst
+from training.datasets.rrsisd import read_rrsisd
+from training.records import ImageRecord
+
+READERS: dict[str, Callable[..., list[ImageRecord]]] = {
     "dior-rsvg": read_dior_rsvg,
-    "rrsis-d": read_rrsis_d,
+    "rrsis-d": read_rrsisd,
     "refsegrs": read_refsegrs,
-    "rsicd": lambda root, split="train": read_karpathy(root, split, "rsicd", "RSICD_images"),
-    "ucm-captions": lambda root, split="train": read_karpathy(root, split, "ucm-captions",
-                                                              "images"),
+    "rsicd": read_rsicd,
+    "ucm-captions": read_ucm_captions,
     "nwpu-captions": read_nwpu_captions,
-    "sardet-100k": lambda root, split="train": read_coco_dataset(root, split, "sardet-100k", "sar"),
-    "hrsid": lambda root, split="train": read_coco_dataset(root, split, "hrsid", "sar"),
-    "ssdd": read_ssdd_voc,
-    "isaid": lambda root, split="train": read_coco_dataset(root, split, "isaid", "optical"),
+    "sardet-100k": read_sardet_100k,
+    "hrsid": read_hrsid,
+    "ssdd": read_ssdd,
     "sirst": read_sirst,
-    "irstd-1k": read_irstd1k,
+    "irstd-1k": read_irstd_1k,
     "hit-uav": read_hit_uav,
+    "isaid": read_isaid,
 }
 
 
-def read_dataset(name: str, root: str, split: str = "train"):
-    """Records of dataset `name` under `root` for `split`.
+def read_dataset(name: str, root: str | os.PathLike, split: str = "train") -> list[ImageRecord]:
+    """Reads dataset `name` from `root`.
+
+    Args:
+        name: a key of READERS.
+        root: the dataset folder.
+        split: "train", "val" or "test" (some datasets lack one; their reader says which).
+
+    Returns:
+        list[ImageRecord].
 
     Raises:
-        ValueError: unknown name (the message lists them) or malformed annotations (file, record).
+        ValueError: unknown name (lists the valid ones), or whatever the reader raises.
     """
-    if name not in READERS:
-        raise ValueError(f"dataset must be one of {sorted(READERS)}, got {name!r}")
-    return READERS[name](root, split=split)
+    reader = READERS.get(name)
+    if reader is None:
+        raise ValueError(f"read_dataset: unknown dataset {name!r}; valid names: "
+                         f"{', '.join(sorted(READERS))}")
+    return reader(root, split=split)
+
+
+__all__ = ["READERS", "read_dataset", *sorted(f.__name__ for f in READERS.values())]

@@ -1,87 +1,111 @@
-"""VOC-style XML datasets: DIOR-RSVG (visual grounding) and SSDD (SAR ship detection, VOC form)."""
+"""Pascal-VOC-style XML (one file per image): filename, size, objects with name, bndbox and,
+in DIOR-RSVG, a `description` referring expression. Used by DIOR-RSVG and SSDD (VOC style)."""
 
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from dataclasses import dataclass
 
-from training.records import Annotation, ImageRecord
+from training.datasets._common import category_name, malformed
 
-
-def _text(node, tag: str, where: str) -> str:
-    child = node.find(tag)
-    if child is None or child.text is None:
-        raise ValueError(f"{where}: <{tag}> is missing")
-    return child.text.strip()
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
-def _objects(xml_path: Path):
-    """(filename, (H, W), [(name, box, description)]) of one VOC XML file."""
-    try:
-        root = ET.parse(xml_path).getroot()
-    except ET.ParseError as exc:
-        raise ValueError(f"{xml_path}: not valid XML ({exc})") from None
-    filename = _text(root, "filename", str(xml_path))
+@dataclass
+class VocObject:
+    """One `<object>`: normalized category, (x0, y0, x1, y1) as written, description or None."""
+
+    category: str
+    box: tuple[float, float, float, float]
+    description: str | None
+
+
+@dataclass
+class VocFile:
+    """One parsed XML file."""
+
+    filename: str
+    size: tuple[int, int] | None
+    objects: list[VocObject]
+
+
+def _text(el: ET.Element | None) -> str | None:
+    return None if el is None or el.text is None else el.text.strip()
+
+
+def _size(path: str, root: ET.Element) -> tuple[int, int] | None:
     size = root.find("size")
-    hw = None
-    if size is not None:
-        hw = (int(_text(size, "height", f"{xml_path} size")),
-              int(_text(size, "width", f"{xml_path} size")))
-    objs = []
-    for k, obj in enumerate(root.findall("object")):
-        where = f"{xml_path} object {k}"
+    if size is None:
+        return None
+    h, w = _text(size.find("height")), _text(size.find("width"))
+    try:
+        hw = (int(h), int(w))
+    except (TypeError, ValueError):
+        raise malformed(path, "<size>", "height and width must be integers", (h, w)) from None
+    if min(hw) < 1:
+        raise malformed(path, "<size>", "height and width must be >= 1", hw)
+    return hw
+
+
+def parse_voc_xml(path: str | os.PathLike) -> VocFile:
+    """Parses one VOC-style annotation file. Coordinates are kept as written (VOC's are 1-based
+    inclusive; DIOR-RSVG's loader uses them as pixel coordinates, and so do we).
+
+    Args:
+        path: the XML file.
+
+    Returns:
+        VocFile with the objects in file order.
+
+    Raises:
+        ValueError: not XML; no `<filename>`; an object without `<name>` or `<bndbox>`, a bndbox
+            missing a coordinate or with one that is not a number, or xmax < xmin / ymax < ymin.
+            Each names the file and the object (0-based, in file order).
+    """
+    path = os.fspath(path)
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise ValueError(f"{path}: not valid XML: {exc}") from None
+    filename = _text(root.find("filename"))
+    if not filename:
+        raise malformed(path, "<annotation>", "needs a non-empty <filename>", filename)
+    objects = []
+    for i, obj in enumerate(root.findall("object")):
+        name = _text(obj.find("name"))
+        rec = f"object {i} ({name})"
+        if not name:
+            raise malformed(path, rec, "an object needs a non-empty <name>", name)
         bb = obj.find("bndbox")
         if bb is None:
-            raise ValueError(f"{where}: <bndbox> is missing")
+            raise malformed(path, rec, "an object needs a <bndbox>", None)
+        values = {k: _text(bb.find(k)) for k in _COORDS}
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            raise malformed(path, rec, f"<bndbox> needs {', '.join(_COORDS)}; missing "
+                            f"{', '.join(missing)}", values)
         try:
-            box = tuple(float(_text(bb, t, where)) for t in ("xmin", "ymin", "xmax", "ymax"))
-        except ValueError as exc:
-            raise ValueError(str(exc) if "missing" in str(exc) else
-                             f"{where}: bndbox values must be numbers") from None
-        desc = obj.find("description")
-        objs.append((_text(obj, "name", where).lower(), box,
-                     desc.text.strip() if desc is not None and desc.text else None))
-    return filename, hw, objs
+            x0, y0, x1, y1 = (float(values[k]) for k in _COORDS)
+        except ValueError:
+            raise malformed(path, rec, "<bndbox> coordinates must be numbers", values) from None
+        if x1 < x0 or y1 < y0:
+            raise malformed(path, rec, "<bndbox> needs xmin <= xmax and ymin <= ymax", values)
+        objects.append(VocObject(category_name(name), (x0, y0, x1, y1),
+                                 _text(obj.find("description"))))
+    return VocFile(filename, _size(path, root), objects)
 
 
-def read_dior_rsvg(root: str, split: str = "train") -> list[ImageRecord]:
-    """DIOR-RSVG: Annotations/*.xml, JPEGImages/, {split}.txt listing object indices.
+def xml_files(folder: str | os.PathLike) -> list[str]:
+    """The `*.xml` files of `folder`, sorted by name.
 
-    Object indices count the objects of all XML files in SORTED file-name order (the official
-    loader uses the file system's order, which is not portable; sorted is what we define).
+    The official DIOR-RSVG loader enumerates them in file-system order (os.listdir), which is not
+    defined; the object indices in train/val/test.txt match the sorted order (00001.xml, ...),
+    so we sort.
+
+    Raises:
+        FileNotFoundError: no such folder.
     """
-    root_p = Path(root)
-    split_file = root_p / f"{split}.txt"
-    if not split_file.is_file():
-        raise FileNotFoundError(f"DIOR-RSVG split file {split_file} is missing")
-    wanted = {int(x) for x in split_file.read_text().split()}
-    records, index = [], 0
-    for xml_path in sorted((root_p / "Annotations").glob("*.xml")):
-        filename, hw, objs = _objects(xml_path)
-        anns = []
-        for name, box, desc in objs:
-            if index in wanted:
-                anns.append(Annotation(category=name, box=box, phrase=desc))
-            index += 1
-        if anns:
-            records.append(ImageRecord("dior-rsvg", split, "optical",
-                                       image_path=str(root_p / "JPEGImages" / filename), size=hw,
-                                       annotations=anns))
-    return records
-
-
-def read_ssdd_voc(root: str, split: str = "train") -> list[ImageRecord]:
-    """SSDD in VOC form: Annotations/*.xml, JPEGImages/, optional ImageSets/Main/{split}.txt."""
-    root_p = Path(root)
-    ids_file = root_p / "ImageSets" / "Main" / f"{split}.txt"
-    ids = set(ids_file.read_text().split()) if ids_file.is_file() else None
-    records = []
-    for xml_path in sorted((root_p / "Annotations").glob("*.xml")):
-        if ids is not None and xml_path.stem not in ids:
-            continue
-        filename, hw, objs = _objects(xml_path)
-        records.append(ImageRecord("ssdd", split, "sar",
-                                   image_path=os.path.join(root, "JPEGImages", filename), size=hw,
-                                   annotations=[Annotation(category=n, box=b) for n, b, _ in objs]))
-    return records
+    folder = os.fspath(folder)
+    return [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+            if n.lower().endswith(".xml")]
