@@ -76,6 +76,14 @@ class BundleManifest:
     exporter: dict[str, str] = field(default_factory=dict)
     parity: list = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # JSON-shaped plain data (tuples become lists), so a manifest equals its round trip.
+        for name in ("model_config", "sensors", "exporter", "parity"):
+            object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name))))
+        if self.format_version != FORMAT_VERSION:
+            raise ValueError(f"manifest: format_version {self.format_version} is not supported "
+                             f"(this reader knows {FORMAT_VERSION})")
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
