@@ -157,3 +157,18 @@ def test_cli_bad_checkpoint(tmp_path, capsys, bundle):
     assert rc == 2 and "built for 112 px" in capsys.readouterr().err
     assert main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
     assert "not an EarthX model directory" in capsys.readouterr().err
+
+
+def test_mask_decoder_without_prompts(bundle, model):
+    """R = 0 (no visual prompts) runs in the graph and equals the reference without prompts."""
+    from export.validate import run_onnx
+
+    root, _ = bundle
+    v, _, _, _, seg = _inputs(model, 1, 2)
+    feeds = {"seg_hidden": seg, "dense": v.dense, "hires_s4": v.hires[0], "hires_s8": v.hires[1],
+             "prompt_states": torch.zeros(1, 0, 64)}
+    got = run_onnx(root / "bundle" / "mask_decoder.onnx", {k: t.numpy() for k, t in feeds.items()})
+    with torch.no_grad():
+        logits, iou = model.mask_decoder(seg, v.dense, v.hires, None, None)
+    torch.testing.assert_close(torch.from_numpy(got["mask_logits"]), logits, rtol=0, atol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(got["iou_pred"]), iou, rtol=0, atol=1e-4)
