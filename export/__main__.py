@@ -1,0 +1,48 @@
+"""`python -m export --checkpoint DIR --out BUNDLE [--precision fp32|fp16] [--resolution N]`.
+
+Exports the vision graph of every (sensor, channel count) of the checkpoint, the prompt encoder
+and the mask decoder to ONNX, validates each against the PyTorch reference with onnxruntime
+(CPU), and writes the bundle manifest. The LLM is not exported here (a later step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from export.bundle import MANIFEST
+from export.pipeline import export_bundle
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n\n")[1])
+    p.add_argument("--checkpoint", required=True, type=Path,
+                   help="model directory written by EarthXModel.save")
+    p.add_argument("--out", required=True, type=Path, help="bundle directory to write")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input side in pixels; must equal the checkpoint's image_size "
+                        "(default: that size)")
+    p.add_argument("--sensors", nargs="*", default=None,
+                   help="sensors to export vision graphs for (default: all of the checkpoint)")
+    args = p.parse_args(argv)
+    if not args.checkpoint.is_dir():
+        p.error(f"--checkpoint {args.checkpoint}: no such directory")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        manifest = export_bundle(args.checkpoint, args.out, args.precision, args.resolution,
+                                 args.sensors)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out / MANIFEST}: {len(manifest.components)} components")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Trace-friendly wrappers of the exported components (in the manner of SAM's SamOnnxModel).
+
+They hold references to the modules of an `EarthXModel` and add no parameters. Each takes plain
+tensors and returns a tuple of tensors, so `torch.onnx.export` sees fixed input/output names:
+
+- `VisionOnnx`: sensor stem + ViT + ConvNeXt + fusion + projector for ONE (sensor, channel count)
+  at the model's fixed resolution.
+- `PromptEncoderOnnx`: the prompt encoder AFTER `region_pool` (which the runtime runs: its kernel
+  is ours, in `_C`). It replays `PromptEncoder.forward` from the pooled features on, for prompts
+  that are all valid (the runtime never pads), with the same submodules in the same order, so the
+  math is that of the reference.
+- `MaskDecoderOnnx`: the mask decoder with prompt states (R may be 0 or more).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from earthx_sdk.modeling.config import SENSORS
+
+VISION_OUTPUTS = ("tokens", "image_tokens", "dense", "feature_s4", "feature_s8")
+"""Output names of `VisionOnnx`: `feature_s4`/`feature_s8` are ConvNeXt stages 1 and 2, which are
+both the first two `region_pool` maps and the mask decoder's hires maps; the third region_pool map
+is `dense`."""
+PROMPT_INPUTS = ("pooled", "boxes", "types", "image_tokens")
+PROMPT_OUTPUTS = ("region_embeds", "prompt_states")
+MASK_INPUTS = ("seg_hidden", "dense", "hires_s4", "hires_s8", "prompt_states")
+MASK_OUTPUTS = ("mask_logits", "iou_pred")
+
+
+class VisionOnnx(nn.Module):
+    """The vision encoder for one sensor and channel count.
+
+    Args:
+        vision: the model's `VisionEncoder`.
+        sensor: one of `SENSORS`.
+        channels: a channel count the sensor accepts.
+
+    Raises:
+        ValueError: unknown sensor, or a channel count the sensor does not accept.
+    """
+
+    def __init__(self, vision: nn.Module, sensor: str, channels: int) -> None:
+        super().__init__()
+        allowed = vision.allowed_channels.get(sensor)
+        if allowed is None:
+            raise ValueError(f"VisionOnnx: sensor must be one of {list(SENSORS)}, got {sensor!r}")
+        if channels not in allowed:
+            raise ValueError(f"VisionOnnx: sensor {sensor!r} accepts channels {allowed}, "
+                             f"got {channels}")
+        self.vision, self.sensor, self.channels = vision, sensor, channels
+        self.image_size = vision.cfg.image_size
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, ...]:
+        """pixels [1, C, S, S] -> (tokens, image_tokens, dense, feature_s4, feature_s8)."""
+        v = self.vision(pixels, self.sensor)
+        return v.tokens, v.image_tokens, v.dense, v.hires[0], v.hires[1]
+
+
+class PromptEncoderOnnx(nn.Module):
+    """The prompt encoder from pooled region features on.
+
+    Args:
+        encoder: the model's `PromptEncoder`.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, pooled: Tensor, boxes: Tensor, types: Tensor,
+                image_tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Encodes R valid prompts of one image.
+
+        Args:
+            pooled: [1, R, sum C_s] `region_pool` output for the prompts.
+            boxes: [1, R, 4] float boxes in model-input pixels.
+            types: [1, R] int64 prompt type ids.
+            image_tokens: [1, T, Dv] the vision encoder's image_tokens.
+
+        Returns:
+            region_embeds [1, R, n, llm_hidden] and prompt_states [1, R, dim].
+        """
+        enc = self.encoder
+        x = enc.pool_proj(pooled)  # [1, R, D]
+        x = x + enc.geom_proj(enc.fourier(boxes.to(x.dtype)))
+        x = x + enc.type_embed(types)
+        image = enc.image_proj(image_tokens)  # [1, T, D]
+        # All prompts are valid: the reference's allow mask is all True, i.e. no mask at all.
+        for block in enc.blocks:
+            x = block(x, image, None)
+        states = enc.norm(x)  # [1, R, D]
+        region = enc.out_proj(states[:, :, None, :] + enc.token_offsets)  # [1, R, n, hidden]
+        return region, states
+
+
+class MaskDecoderOnnx(nn.Module):
+    """The mask decoder for one image, with its prompt states.
+
+    Args:
+        decoder: the model's `MaskDecoder`.
+    """
+
+    def __init__(self, decoder: nn.Module) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, seg_hidden: Tensor, dense: Tensor, hires_s4: Tensor, hires_s8: Tensor,
+                prompt_states: Tensor) -> tuple[Tensor, Tensor]:
+        """seg_hidden [1, Q, hidden], dense [1, Dv, g, g], hires maps, prompt_states [1, R, dim]
+        -> mask_logits [1, Q, S/4, S/4], iou_pred [1, Q]."""
+        return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None)
