@@ -324,7 +324,9 @@ def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tens
     bce = F.binary_cross_entropy_with_logits(logits, target)
     p = torch.sigmoid(logits).flatten(1)  # [Q, h*w]
     t = target.flatten(1)
-    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    # a small epsilon, not the usual +1: on the S/4 grid a target may be a few pixels, and a +1
+    # smoothing term would make an empty prediction nearly free there
+    dice = 1 - (2 * (p * t).sum(1) + 1e-6) / (p.sum(1) + t.sum(1) + 1e-6)
     with torch.no_grad():
         hard = (logits > 0).flatten(1).float()
         inter = (hard * t).sum(1)
