@@ -19,3 +19,11 @@ requires_native = pytest.mark.skipif(
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def realdata(fn, *args):
+    """Path from a `training.realdata` lookup, or a skip naming what is missing (`realdata` tests)."""
+    try:
+        return fn(*args)
+    except FileNotFoundError as e:
+        pytest.skip(f"real data not installed: {e}")
