@@ -5,7 +5,7 @@ Run as `python -m export --checkpoint DIR --out BUNDLE`. The LLM component is ex
 later step ("llm: exported by a later step").
 """
 
-from export.bundle import BundleManifest, Component, TensorSpec, verify
+from earthx_sdk.bundle import BundleManifest, Component, TensorSpec, verify
 from export.validate import ParityError, check_parity
 
 __all__ = ["BundleManifest", "Component", "ParityError", "TensorSpec", "check_parity", "verify"]

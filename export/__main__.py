@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.bundle import MANIFEST
+from earthx_sdk.bundle import MANIFEST
 from export.pipeline import export_bundle
 
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from export.bundle import FORMAT_VERSION, BundleManifest, onnx_component
+from earthx_sdk.bundle import FORMAT_VERSION, BundleManifest, onnx_component
 from export.onnx_export import component_specs, export_onnx, require_onnx, to_fp16
 from export.validate import check_parity
 

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
+from earthx_sdk.bundle import BundleManifest, verify
 from earthx_sdk.modeling.config import EarthXConfig
 from earthx_sdk.modeling.model import EarthXModel
 from earthx_sdk.ops.region_pool import region_pool
-from export.bundle import BundleManifest, verify
 from export.wrappers import PromptEncoderOnnx
 
 
@@ -126,7 +126,7 @@ def test_manifest_round_trip_and_verify(bundle, tmp_path):
     with pytest.raises(ValueError, match="unknown key.*surprise"):
         BundleManifest.from_json(json.dumps(d))
     d = json.loads(manifest.to_json())
-    d["components"]["mask_decoder"]["extra"] = 0
+    d["components"]["mask_decoder"]["surprise"] = 0
     with pytest.raises(ValueError, match="components.mask_decoder: unknown key"):
         BundleManifest.from_json(json.dumps(d))
     copy = tmp_path / "bundle"

@@ -1,9 +1,10 @@
-"""The bundle manifest: what a deployed bundle holds, and its integrity check.
+"""The bundle manifest: what a deployed bundle holds, its integrity check and its loader.
 
 `manifest.json` records the format version, the model config, the sensors and their
-normalization statistics, the chat template and tokenizer file, one `Component` per exported
-file, the exporter's versions and the parity report. The `llm` component is exported by a later
-step (TODO: "llm: exported by a later step"); until then a manifest holds no `llm` entry.
+normalization statistics, the chat template and tokenizer file, one `Component` per file
+(`vision_<sensor>_<C>`, `prompt_encoder`, `mask_decoder`, `llm`, `llm_embed`), the exporter's
+versions and the parity report. This module is torch-free (the runtime reads bundles on devices
+without torch); onnxruntime is imported only by `onnx_component`. The writer lives in `export/`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class Component:
-    """One file of the bundle."""
+    """One file of the bundle.
+
+    `extra` holds JSON metadata of the component (for the LLM: num_layers, kv_heads, head_dim,
+    the KV input/output names, quantization settings).
+    """
 
     file: str
     format: str
@@ -41,8 +46,17 @@ class Component:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     sha256: str
+    extra: dict = field(default_factory=dict, hash=False, compare=True)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"Component {self.file}: extra must be a JSON object (dict), "
+                             f"got {type(self.extra).__name__}")
+        try:
+            extra = json.loads(json.dumps(self.extra))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Component {self.file}: extra must be JSON-serializable: {e}") from e
+        object.__setattr__(self, "extra", extra)
         if self.format not in FORMATS:
             raise ValueError(f"Component {self.file}: format must be one of {FORMATS}, "
                              f"got {self.format!r}")
@@ -110,7 +124,8 @@ class BundleManifest:
                     _keys(t, TensorSpec, f"{at}.{side}[{i}]")
                     specs[side].append(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])))
             comps[name] = Component(c["file"], c["format"], c["precision"],
-                                    tuple(specs["inputs"]), tuple(specs["outputs"]), c["sha256"])
+                                    tuple(specs["inputs"]), tuple(specs["outputs"]), c["sha256"],
+                                    c.get("extra", {}))
         return cls(**{**d, "components": comps})
 
     def save(self, bundle_dir: str | Path) -> Path:
@@ -156,7 +171,8 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def onnx_component(bundle_dir: str | Path, file: str, precision: str) -> Component:
+def onnx_component(bundle_dir: str | Path, file: str, precision: str,
+                   extra: dict | None = None) -> Component:
     """A Component describing an ONNX file of the bundle (I/O read from the graph)."""
     import onnxruntime as ort
 
@@ -173,7 +189,7 @@ def onnx_component(bundle_dir: str | Path, file: str, precision: str) -> Compone
         return tuple(out)
 
     return Component(file, "onnx", precision, specs(sess.get_inputs()), specs(sess.get_outputs()),
-                     sha256(path))
+                     sha256(path), dict(extra or {}))
 
 
 def verify(bundle_dir: str | Path) -> BundleManifest:
