@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from earthx_sdk.bundle import FORMAT_VERSION, BundleManifest, onnx_component
+from earthx_sdk.bundle import FORMAT_VERSION, BundleManifest, onnx_component, sha256
 from export.onnx_export import component_specs, export_onnx, require_onnx, to_fp16
 from export.validate import check_parity
 
@@ -133,6 +133,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         format_version=FORMAT_VERSION, model_config=model.cfg.to_dict(),
         sensors=sensor_table(model), chat_template=CHAT_TEMPLATE, tokenizer_file=TOKENIZER_FILE,
         components=components, exporter=exporter_versions(),
+        files={TOKENIZER_FILE: sha256(out / TOKENIZER_FILE)},
         parity=[{"component": p.component, "output": p.output, "max_abs_err": p.max_abs_err,
                  "tolerance": p.tolerance} for p in parity])
     manifest.save(out)
