@@ -75,11 +75,14 @@ class Processor:
 
     def encode(self, image, sensor: str, question: str, answer: str | None = None,
                prompts: Sequence[Prompt] = (), target_masks: Sequence[np.ndarray] | None = None,
-               history: Sequence[tuple[str, str]] = (), layout: str = "hwc") -> Encoded:
+               history: Sequence[tuple[str, str]] = (), layout: str = "hwc",
+               preprocessed: tuple[np.ndarray, PreprocessInfo] | None = None) -> Encoded:
         """Encodes one turn (with earlier turns in `history` as (question, answer) pairs).
 
         The first user turn gets the `<image>` placeholder. `<region>` in the text refers to the
         prompts in order: the k-th `<region>` (over the whole conversation) is prompts[k].
+        `preprocessed`: the (pixels, info) `ops.preprocess` already gave for `image` (the runtime
+        preprocesses an image once for many prompts); `image` is then not read.
 
         Raises:
             ValueError: more `<region>` placeholders than prompts; a prompt outside the image; a
@@ -88,7 +91,10 @@ class Processor:
             TypeError: a prompt that is not a Point, Box, Polygon, Scribble or Mask.
         """
         tok = self.tokenizer
-        pixels, info = preprocess(image, sensor, self.image_size, layout=layout)
+        if preprocessed is None:
+            pixels, info = preprocess(image, sensor, self.image_size, layout=layout)
+        else:
+            pixels, info = preprocessed
         h, w = info.orig_hw
         for k, p in enumerate(prompts):
             check_in_image(p, (h, w), k)
