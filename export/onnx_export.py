@@ -6,7 +6,8 @@ without them `require_onnx` raises naming them.
 
 from __future__ import annotations
 
-import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,11 @@ def export_onnx(spec: Exported, path: str | Path) -> Path:
     """
     require_onnx()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # The exporter writes graphs over 1.5 GB of weights with external data named after its
+    # destination ("<file>.data"): export under the final name inside a temporary directory,
+    # so the data file is named after the final graph, then move data file and graph into place.
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = tmpdir / path.name
     dims = {"R": torch.export.Dim("R", min=1, max=MAX_PROMPTS),
             "Q": torch.export.Dim("Q", min=1, max=MAX_QUERIES)}
     dynamic = {k: ({a: dims[n] for a, n in spec.dynamic[k].items()} if k in spec.dynamic else None)
@@ -114,11 +119,22 @@ def export_onnx(spec: Exported, path: str | Path) -> Path:
                               dynamic_shapes=dynamic if spec.dynamic else None,
                               external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the component's name
-        if tmp.exists():
-            os.unlink(tmp)
+        shutil.rmtree(tmpdir, ignore_errors=True)
         raise RuntimeError(f"ONNX export of {spec.name} failed: {type(e).__name__}: {e}") from e
+    data = tmp.with_name(tmp.name + ".data")
+    if data.exists():
+        data.replace(external_data_file(path))
+    else:  # a data file left by an earlier, larger export of the same name is not this graph's
+        external_data_file(path).unlink(missing_ok=True)
     tmp.replace(path)
+    shutil.rmtree(tmpdir, ignore_errors=True)
     return path
+
+
+def external_data_file(path: str | Path) -> Path:
+    """Where `export_onnx` puts the weights of a graph too large to hold them inline."""
+    path = Path(path)
+    return path.with_name(path.name + ".data")
 
 
 def to_fp16(src: str | Path, dst: str | Path) -> Path:

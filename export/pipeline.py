@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from earthx_sdk.bundle import FORMAT_VERSION, BundleManifest, onnx_component, sha256
-from export.onnx_export import component_specs, export_onnx, require_onnx, to_fp16
+from export.onnx_export import (
+    component_specs,
+    export_onnx,
+    external_data_file,
+    require_onnx,
+    to_fp16,
+)
 from export.validate import check_parity
 
 CHAT_TEMPLATE = "chatml"
@@ -112,7 +118,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             shared = comps[1:]
     specs += shared
     stages = _Stages(len(specs) + 2)
-    components, parity = {}, []
+    components, parity, files = {}, [], {}
     for spec in specs:
         path = export_onnx(spec, out / f"{spec.name}.onnx")
         parity += check_parity(spec.name, path, spec.module, spec.inputs, "fp32")
@@ -122,7 +128,11 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             parity += check_parity(spec.name + ".fp16", half, spec.module, spec.inputs, "fp16")
             file = half.name
             path.unlink()  # the fp32 graph was only the conversion's source
+            external_data_file(path).unlink(missing_ok=True)
         components[spec.name] = onnx_component(out, file, precision)
+        if external_data_file(out / file).exists():  # the weights of a graph over 1.5 GB
+            data = external_data_file(out / file)
+            files[data.name] = sha256(data)
         stages.step(spec.name)
     # TODO llm: exported by a later step (onnxruntime-genai builder / torch); no "llm" entry yet.
     tmp = out / (TOKENIZER_FILE + ".tmp")
@@ -133,7 +143,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         format_version=FORMAT_VERSION, model_config=model.cfg.to_dict(),
         sensors=sensor_table(model), chat_template=CHAT_TEMPLATE, tokenizer_file=TOKENIZER_FILE,
         components=components, exporter=exporter_versions(),
-        files={TOKENIZER_FILE: sha256(out / TOKENIZER_FILE)},
+        files={**files, TOKENIZER_FILE: sha256(out / TOKENIZER_FILE)},
         parity=[{"component": p.component, "output": p.output, "max_abs_err": p.max_abs_err,
                  "tolerance": p.tolerance} for p in parity])
     manifest.save(out)

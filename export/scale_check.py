@@ -59,7 +59,7 @@ def run(preset: str, sensor: str, channels: int, out_dir: Path,
     """Exports and validates the chosen components; returns the report (see the module doc)."""
     import torch
 
-    from export.onnx_export import component_specs, export_onnx
+    from export.onnx_export import component_specs, export_onnx, external_data_file
     from export.validate import ParityError, check_parity
 
     t0 = time.perf_counter()
@@ -78,7 +78,10 @@ def run(preset: str, sensor: str, channels: int, out_dir: Path,
         t = time.perf_counter()
         path = export_onnx(spec, out_dir / f"{spec.name}.onnx")
         entry["export_s"] = round(time.perf_counter() - t, 1)
-        entry["file_mib"] = round(path.stat().st_size / 2**20, 1)
+        data = external_data_file(path)
+        entry["external_data"] = data.exists()
+        entry["file_mib"] = round((path.stat().st_size
+                                   + (data.stat().st_size if data.exists() else 0)) / 2**20, 1)
         entry["rss_after_export_gib"] = round(peak_rss_gib(), 2)
         gc.collect()
         t = time.perf_counter()
@@ -93,13 +96,15 @@ def run(preset: str, sensor: str, channels: int, out_dir: Path,
                            for p in parity}
         entry["rss_after_validate_gib"] = round(peak_rss_gib(), 2)
         report["components"][spec.name] = entry
-        print(f"{spec.name}: export {entry['export_s']} s, {entry['file_mib']} MiB, validate "
+        print(f"{spec.name}: export {entry['export_s']} s, {entry['file_mib']} MiB (external "
+              f"data: {entry['external_data']}), validate "
               f"{entry['validate_s']} s, passed={entry['passed']}, peak RSS "
               f"{entry['rss_after_validate_gib']} GiB", file=sys.stderr)
         for out_name, p in entry["parity"].items():
             print(f"  {out_name}: max abs err {p['max_abs_err']:.3g} (tolerance "
                   f"{p['tolerance']:.3g})", file=sys.stderr)
         path.unlink()
+        data.unlink(missing_ok=True)
         gc.collect()
     report["total_s"] = round(time.perf_counter() - t0, 1)
     report["peak_rss_gib"] = round(peak_rss_gib(), 2)

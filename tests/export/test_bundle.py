@@ -213,3 +213,30 @@ def test_exported_tiny_bundle_loads_and_refuses_tampering(tiny_bundle, tmp_path)
     (copy / vision).write_bytes(bytes(data))
     with pytest.raises(BundleError, match=rf"component 'vision_optical_3' file {vision}"):
         load_bundle(copy)
+
+
+@pytest.mark.slow
+def test_large_graph_weights_are_named_after_the_graph(tmp_path, monkeypatch):
+    """Graphs over 1.5 GB of weights (base scale) get external data from the exporter; the file
+    must be named after the final graph (not its temporary name) so the bundle can list it."""
+    pytest.importorskip("onnxscript", reason="ONNX export needs onnxscript (the `export` extra)")
+    import torch
+    from torch.onnx._internal.exporter import _onnx_program
+
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.modeling.model import EarthXModel
+    from export.onnx_export import component_specs, export_onnx, external_data_file
+    from export.validate import check_parity
+
+    monkeypatch.setattr(_onnx_program, "_LARGE_MODEL_THRESHOLD", 0)  # the tiny graph is "large"
+    torch.manual_seed(0)
+    model = EarthXModel(EarthXConfig.from_name("tiny")).eval()
+    spec = component_specs(model, "optical", 3)[1]  # prompt_encoder: the smallest graph
+    path = export_onnx(spec, tmp_path / "prompt_encoder.onnx")
+    data = external_data_file(path)
+    assert data.name == "prompt_encoder.onnx.data" and data.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, data.name]  # no temp left
+    assert all(p.ok for p in check_parity(spec.name, path, spec.module, spec.inputs))
+    monkeypatch.setattr(_onnx_program, "_LARGE_MODEL_THRESHOLD", 1536 * 1024 * 1024)
+    export_onnx(spec, path)  # inline this time: the stale data file must go
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
