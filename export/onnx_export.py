@@ -28,6 +28,10 @@ from export.wrappers import (
 OPSET = 18
 MAX_PROMPTS = 256  # upper bound of the dynamic R the export declares
 MAX_QUERIES = 64  # upper bound of the dynamic Q
+FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div",
+            "Erf", "Range", "Sin", "Cos", "Resize")
+"""ONNX operators kept in fp32 by every fp16 path (`to_fp16`, the TensorRT fp16/int8 engines):
+LayerNorm, softmax and normalization reductions, and the ops around them that need fp32 range."""
 
 
 def require_onnx() -> None:
@@ -148,10 +152,8 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    block = ["LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div",
-             "Erf", "Range", "Sin", "Cos", "Resize"]
     model = onnx.load(str(src))
-    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=block)
+    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS))
     _dedupe_nodes(half.graph)
     dst = Path(dst)
     tmp = dst.with_name(dst.name + ".tmp")
