@@ -17,6 +17,10 @@ void region_pool_cuda(py::sequence features, const std::string& dtype, uintptr_t
                       uintptr_t masks, std::vector<int64_t> mask_hw, int64_t batch,
                       int64_t regions, int64_t grid, std::vector<int64_t> image_hw, uintptr_t out,
                       uintptr_t stream);
+#ifdef EARTHX_WITH_TENSORRT
+// csrc/tensorrt/engine_runner.cpp: the _C.tensorrt submodule (Engine, version).
+void register_tensorrt(py::module_& m);
+#endif
 }  // namespace earthx
 
 static py::dict build_info() {
@@ -123,4 +127,9 @@ PYBIND11_MODULE(_C, m) {
   // --- CUDA (csrc/cuda) -------------------------------------------------------------------------
   // Number of visible CUDA devices (0 without a driver or GPU); -1 when CUDA was not compiled.
   m.def("cuda_device_count", &earthx::cuda_device_count);
+
+#ifdef EARTHX_WITH_TENSORRT
+  // --- TensorRT (csrc/tensorrt/engine_runner.cpp): _C.tensorrt.Engine, _C.tensorrt.version ---
+  earthx::register_tensorrt(m);
+#endif
 }

@@ -246,7 +246,7 @@ def tensorrt_version() -> str:
     from earthx_sdk import _ext
 
     if _ext.build_info().get("tensorrt_compiled"):
-        return str(_ext.native().tensorrt_version())
+        return str(_ext.native().tensorrt.version())
     raise ImportError("TensorRT is not installed: neither the `tensorrt` Python package nor an "
                       "earthx_sdk._C built with TensorRT (EARTHX_TENSORRT, csrc/tensorrt) is "
                       "present, so this machine cannot build or run engines")
