@@ -2,7 +2,9 @@
 
 Exports the vision graph of every (sensor, channel count) of the checkpoint, the prompt encoder
 and the mask decoder to ONNX, validates each against the PyTorch reference with onnxruntime
-(CPU), and writes the bundle manifest. The LLM is not exported here (a later step).
+(CPU), and writes the bundle manifest. With `--llm fp32|int8|int4` it also exports the LLM
+decoder (onnxruntime-genai's builder; int8/int4 MatMulNBits) and its embedding table, validated
+against PyTorch (export/llm.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: that size)")
     p.add_argument("--sensors", nargs="*", default=None,
                    help="sensors to export vision graphs for (default: all of the checkpoint)")
+    p.add_argument("--llm", default=None, choices=("fp32", "int8", "int4"),
+                   help="also export the LLM at this precision (default: no LLM components)")
+    p.add_argument("--llm-block-size", type=int, default=32,
+                   help="MatMulNBits block size of an int8/int4 LLM (16, 32, 64, 128 or 256)")
     args = p.parse_args(argv)
     if not args.checkpoint.is_dir():
         p.error(f"--checkpoint {args.checkpoint}: no such directory")
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         manifest = export_bundle(args.checkpoint, args.out, args.precision, args.resolution,
-                                 args.sensors)
+                                 args.sensors, llm=args.llm, llm_block_size=args.llm_block_size)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

@@ -47,6 +47,10 @@ LLM_FILE = "llm.onnx"
 EMBED_FILE = "llm_embed.safetensors"
 EVAL_TEXT = Path(__file__).with_name("llm_eval.txt")
 MAX_INLINE_BYTES = 1_900_000_000  # protobuf's 2 GB limit, with headroom
+AGREEMENT_FLOORS = {"int8": 0.95, "int4": 0.85}
+"""Minimum teacher-forced agreement of a quantized graph at export, on a seeded random sequence:
+a check against broken graphs, low because a randomly initialized model's logits are nearly flat
+(the targets of a real LLM, `TARGETS`, are checked on SmolLM2 by `--report`)."""
 IO_NAMES = {"past_key": "past_key_values.%d.key", "past_value": "past_key_values.%d.value",
             "present_key": "present.%d.key", "present_value": "present.%d.value"}
 
@@ -107,13 +111,16 @@ def builder_options(precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
 
 def build_decoder(hf_dir: str | Path, out_dir: str | Path, precision: str,
                   block_size: int = DEFAULT_BLOCK_SIZE,
-                  accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> Path:
+                  accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+                  extra_options: list[str] | None = None) -> Path:
     """Runs onnxruntime-genai's model builder on a local transformers directory.
 
     Args:
         hf_dir: the directory (config.json, weights, tokenizer).
         out_dir: where the builder writes model.onnx, model.onnx.data and genai_config.json.
         precision, block_size, accuracy_level: see `builder_options`.
+        extra_options: the builder's `--extra_options` instead of `builder_options(...)` ([]:
+            the builder's defaults, the graph onnxruntime-genai itself runs).
 
     Returns:
         out_dir / "model.onnx".
@@ -124,9 +131,12 @@ def build_decoder(hf_dir: str | Path, out_dir: str | Path, precision: str,
     """
     require_builder()
     out_dir = Path(out_dir)
+    opts = (builder_options(precision, block_size, accuracy_level) if extra_options is None
+            else list(extra_options))
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-           "-o", str(out_dir), "-p", precision, "-e", "cpu",
-           "--extra_options", *builder_options(precision, block_size, accuracy_level)]
+           "-o", str(out_dir), "-p", precision, "-e", "cpu"]
+    if opts:
+        cmd += ["--extra_options", *opts]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory(prefix="earthx-builder-") as cache:
         r = subprocess.run([*cmd, "-c", cache], capture_output=True, text=True, env=env)
@@ -194,10 +204,12 @@ def write_embed(llm, path: str | Path, dtype=np.float32) -> Path:
 
 @dataclass(frozen=True)
 class LLMExport:
-    """What `export_llm` wrote: the two components and their parity entries."""
+    """What `export_llm` wrote: the two components, their parity entries, and {file: sha256}
+    of an external-data file (a graph over 2 GB) for the manifest's `files`."""
 
     components: dict
     parity: list
+    files: dict
 
 
 def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
@@ -241,8 +253,6 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
     embed = write_embed(llm, out / EMBED_FILE, np.float32 if precision == "fp32" else np.float16)
     extra = llm_extra(llm.config, precision, block_size, accuracy_level,
                       files[1] if len(files) > 1 else None)
-    if len(files) > 1:
-        extra["data_sha256"] = sha256(out / files[1])
     comp = onnx_component(out, LLM_FILE, precision, extra)
     table_dtype = "float32" if precision == "fp32" else "float16"
     embed_comp = Component(
@@ -256,7 +266,7 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
         parity = check_fp32(llm, out / LLM_FILE, embed, extra)
     else:
         parity = check_agreement(llm, out / LLM_FILE, embed, extra, precision, agreement_floor)
-    return LLMExport(comps, parity)
+    return LLMExport(comps, parity, {f: sha256(out / f) for f in files[1:]})
 
 
 def _reference(llm, ids):

@@ -70,8 +70,10 @@ class _Stages:
 
 def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp32",
                   resolution: int | None = None,
-                  sensors: list[str] | None = None) -> BundleManifest:
-    """Exports and validates the vision, prompt-encoder and mask-decoder graphs of a checkpoint.
+                  sensors: list[str] | None = None, llm: str | None = None,
+                  llm_block_size: int = 32) -> BundleManifest:
+    """Exports and validates the vision, prompt-encoder and mask-decoder graphs of a checkpoint,
+    and with `llm` the LLM decoder and its embedding table (`export.llm.export_llm`).
 
     Args:
         checkpoint: directory written by `EarthXModel.save`.
@@ -80,6 +82,10 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             validated against the same fp32 PyTorch reference, and the fp32 file removed).
         resolution: must equal the checkpoint's image_size (the graphs have fixed sizes).
         sensors: sensors to export vision graphs for (default all).
+        llm: None (no LLM components), "fp32", "int8" or "int4": the `llm` + `llm_embed`
+            components, validated (fp32: logits and hidden states within 1e-4 of PyTorch;
+            int8/int4: teacher-forced next-token agreement at least `export.llm.AGREEMENT_FLOORS`).
+        llm_block_size: MatMulNBits block size of an int8/int4 LLM.
 
     Returns:
         the manifest written to out/manifest.json.
@@ -94,6 +100,11 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if llm is not None:
+        from export.llm import builder_options, require_builder
+
+        builder_options(llm, llm_block_size)  # a bad --llm fails before any export
+        require_builder()
     require_onnx()
     checkpoint, out = Path(checkpoint), Path(out)
     model = EarthXModel.load(checkpoint)
@@ -117,7 +128,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         if i == 0:
             shared = comps[1:]
     specs += shared
-    stages = _Stages(len(specs) + 2)
+    stages = _Stages(len(specs) + 2 + (llm is not None))
     components, parity, files = {}, [], {}
     for spec in specs:
         path = export_onnx(spec, out / f"{spec.name}.onnx")
@@ -134,7 +145,16 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             data = external_data_file(out / file)
             files[data.name] = sha256(data)
         stages.step(spec.name)
-    # TODO llm: exported by a later step (onnxruntime-genai builder / torch); no "llm" entry yet.
+    llm_parity = []
+    if llm is not None:
+        from export.llm import AGREEMENT_FLOORS, export_llm
+
+        res = export_llm(model.llm, model.tokenizer, out, llm, llm_block_size,
+                         agreement_floor=AGREEMENT_FLOORS.get(llm))
+        components.update(res.components)
+        files.update(res.files)
+        llm_parity = res.parity
+        stages.step("llm")
     tmp = out / (TOKENIZER_FILE + ".tmp")
     shutil.copyfile(checkpoint / TOKENIZER_FILE, tmp)
     tmp.replace(out / TOKENIZER_FILE)
@@ -145,7 +165,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         components=components, exporter=exporter_versions(),
         files={**files, TOKENIZER_FILE: sha256(out / TOKENIZER_FILE)},
         parity=[{"component": p.component, "output": p.output, "max_abs_err": p.max_abs_err,
-                 "tolerance": p.tolerance} for p in parity])
+                 "tolerance": p.tolerance} for p in parity] + llm_parity)
     manifest.save(out)
     stages.step("manifest")
     stages.close()
