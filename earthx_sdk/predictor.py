@@ -177,6 +177,10 @@ class ImageState:
                              f"band mean, counted in Result.invalid_pixels)")
         eng = self.engine
         spec = eng.spec.sensors.get(self.sensor, self.sensor)
+        if np.iscomplexobj(px) and getattr(spec, "kind", "") == "sar_db":
+            # complex SAR (single-look complex): intensity re^2 + im^2, the same dB scale as
+            # the amplitude the sensor otherwise takes (a^2)
+            spec = replace(spec, sar_input="complex")
         pixels, info = preprocess(px, spec, eng.spec.image_size, nodata=self.image.nodata)
         t1 = time.perf_counter()
         feats = eng.vision.run(pixels, self.sensor)

@@ -123,7 +123,8 @@ class Processor:
         boxes, masks, types = self._prompts(prompts, info)
         targets = None
         n_seg = int(np.count_nonzero(ids == tok.seg_id))
-        if target_masks is not None or n_seg:
+        # at inference (no answer) the <seg>s of earlier answers need no targets
+        if target_masks is not None or (n_seg and answer is not None):
             target_masks = list(target_masks or [])
             if len(target_masks) != n_seg:
                 raise ValueError(f"the answer has {n_seg} <seg> token(s) but {len(target_masks)} "

@@ -21,7 +21,7 @@ import numpy as np
 
 from earthx_sdk.runtime.sessions import Engine, ImageFeatures, ModelSpec
 
-REQUIRED = ("prompt_encoder", "mask_decoder", "llm")
+REQUIRED = ("llm", "llm_embed")  # besides earthx_sdk.bundle.RUNTIME_COMPONENTS
 _PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _TRT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "earthx", "ort_trt")
 
@@ -177,11 +177,11 @@ class OrtMask:
 
 
 def read_bundle(bundle: str | Path):
-    """The verified manifest of a bundle directory (earthx_sdk.bundle refuses bad bundles)."""
-    from earthx_sdk import bundle as B
+    """The verified manifest of a bundle directory (`earthx_sdk.bundle.load_bundle` refuses a
+    missing, damaged or incomplete bundle, naming the part)."""
+    from earthx_sdk.bundle import load_bundle
 
-    loader = getattr(B, "load_bundle", None) or B.verify
-    return loader(bundle)
+    return load_bundle(bundle)
 
 
 def _sensor_specs(manifest) -> dict:
@@ -208,20 +208,14 @@ def ort_components(bundle: str | Path, device: str = "auto", threads: int | None
         (manifest, spec, tokenizer, vision, fusion, prompt, mask).
 
     Raises:
-        FileNotFoundError / ValueError: a missing or damaged bundle, or one without a vision,
-            prompt_encoder or mask_decoder component (named).
+        earthx_sdk.bundle.BundleError (a ValueError; BundleFileMissing is also a
+            FileNotFoundError): a missing, damaged or incomplete bundle (the part named).
     """
     from earthx_sdk.tokenizer import EarthXTokenizer
 
     bundle = Path(bundle)
     manifest = read_bundle(bundle)
     comps = manifest.components
-    missing = [n for n in ("prompt_encoder", "mask_decoder") if n not in comps]
-    if not any(k.startswith("vision_") for k in comps):
-        missing.insert(0, "vision_<sensor>_<C>")
-    if missing:
-        raise ValueError(f"bundle {bundle}: missing component(s) {missing} (it has "
-                         f"{sorted(comps)}); re-export it with python -m export")
     channels: dict[str, list[int]] = {}
     for name in comps:
         if name.startswith("vision_"):
@@ -247,15 +241,16 @@ def load_onnxruntime(bundle: str | Path, device: str = "auto",
     manifest, spec, tok, vision, fusion, prompt, mask = ort_components(bundle, device, threads)
     missing = [n for n in REQUIRED if n not in manifest.components]
     if missing:
-        raise ValueError(f"bundle {bundle}: missing component(s) {missing} (it has "
-                         f"{sorted(manifest.components)}); the onnxruntime backend needs the "
-                         f"LLM graph to answer: re-export the bundle with python -m export")
+        from earthx_sdk.bundle import BundleError
+
+        raise BundleError(f"bundle {bundle}: missing component(s) {missing} (it has "
+                          f"{sorted(manifest.components)}); the onnxruntime backend needs the "
+                          f"LLM graph to answer: re-export the bundle with python -m export")
     from earthx_sdk.runtime.ort_llm import OrtLLM
 
-    providers = resolve_providers(device)
-    llm = OrtLLM.from_bundle(bundle, manifest, providers=providers, threads=threads)
-    if not hasattr(llm, "backend"):
-        llm.backend = vision.backend
-    if not hasattr(llm, "precision"):
-        llm.precision = manifest.components["llm"].precision
+    # OrtLLM binds its KV cache in CPU memory: the decoder runs on the CPU provider
+    llm = OrtLLM.from_bundle(bundle, manifest, providers=["CPUExecutionProvider"],
+                             threads=threads)
+    llm.backend = "onnxruntime:CPUExecutionProvider"
+    llm.precision = manifest.components["llm"].precision
     return Engine(spec, tok, vision, fusion, prompt, llm, mask, str(bundle), "onnxruntime")

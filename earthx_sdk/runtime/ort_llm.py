@@ -44,6 +44,7 @@ class LLMState:
         self.capacity = 0
         self._arrays: list[np.ndarray] = []  # per layer: key, value [1, kv_heads, capacity, hd]
         self._values: list = []  # OrtValues sharing the arrays' memory
+        self._binding = llm.session.io_binding()  # per state, so threads do not share one
         self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
@@ -159,7 +160,6 @@ class OrtLLM:
                              f"outputs {sorted(want_out)}, got inputs {sorted(inputs)}, outputs "
                              f"{sorted(outputs)}")
         self._ones = np.ones((1, self.max_positions), np.int64)
-        self._binding = self.session.io_binding()
 
     @classmethod
     def from_bundle(cls, bundle_dir: str | Path, manifest, providers: list[str] | None = None,
@@ -225,7 +225,7 @@ class OrtLLM:
         S = embeds.shape[0]
         total = state.length + S
         state.reserve(total)
-        b = self._binding
+        b = state._binding  # one binding per sequence: concurrent forwards of threads
         b.bind_cpu_input("inputs_embeds",
                          np.ascontiguousarray(embeds[None], dtype=np.float32))  # [1, S, hidden]
         b.bind_cpu_input("attention_mask", self._ones[:, :total])  # [1, past + S]

@@ -1,0 +1,247 @@
+"""EarthX on the torch backend: the reference's answers, feature caching, streaming, chat,
+segmentation, the trained phrasings, thread safety."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from earthx_sdk.prompts import Box, Mask, Point, Polygon, Scribble
+from earthx_sdk.result import STAGES
+from tests.runtime.cases import CASES, SENSOR_OF, images, run_case
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def imgs():
+    return images()
+
+
+def _reference(reference, img, sensor, text, prompts, n):
+    s = reference.processor.encode(img, sensor, text, prompts=prompts)
+    return reference.generate(s, max_new_tokens=n)
+
+
+@pytest.mark.parametrize("name", ["opt_box", "opt_two_regions", "ms_scene", "ir_describe",
+                                  "sar_describe"])
+def test_torch_backend_reproduces_generate(torch_model, reference, imgs, name):
+    """The shared decode loop on the torch backend = EarthXModel.generate: tokens, text and the
+    mask of every <seg> (the model is seg-prone: optical answers are <seg>s)."""
+    _, key, _, text, prompts, n = next(c for c in CASES if c[0] == name)
+    img, sensor = imgs[key], SENSOR_OF[key]
+    want = _reference(reference, img, sensor, text, prompts, n)
+    got = torch_model.ask(img, text, prompts, sensor=sensor, max_new_tokens=n)
+    assert got.token_ids == want.token_ids
+    assert got.text == want.text
+    assert len(got.masks) == want.mask_logits.shape[0]
+    if got.masks:
+        from earthx_sdk.ops.masks import postprocess_masks
+
+        s = reference.processor.encode(img, sensor, text, prompts=prompts)
+        info = s.info
+        ref_masks = postprocess_masks(want.mask_logits.numpy(), info.size, info.resized_hw,
+                                      info.orig_hw, 0.0)
+        np.testing.assert_array_equal(got.masks_array(), ref_masks)
+        np.testing.assert_allclose(got.scores, want.iou.numpy(), atol=1e-5)
+
+
+def test_some_cases_answer_with_seg(torch_model, imgs):
+    """The fixture model is seg-prone for some requests and not for others (else the parity
+    tests would compare only one kind of answer)."""
+    seg = torch_model.engine.tokenizer.seg_id
+    kinds = set()
+    for c in CASES:
+        if c[2] == "ask":
+            kinds.add(seg in run_case(torch_model, c, imgs)[0])
+    assert kinds == {True, False}
+
+
+def test_second_prompt_skips_vision(ort_model, imgs):
+    img = imgs["optical"].copy()  # a fresh array: not in the cache yet
+    img[0, 0] = 7
+    first = ort_model.ask(img, "Describe this image.", sensor="optical", max_new_tokens=2)
+    second = ort_model.ask(img, "What is in <region>?", [Box(3, 4, 20, 30)], sensor="optical",
+                           max_new_tokens=2)
+    assert first.timings["vision"].status == "ran" and first.timings["vision"].seconds > 0
+    assert first.timings["vision"].calls == 1
+    assert second.timings["vision"].status == "cached"
+    assert second.timings["vision"].seconds == 0.0 and second.timings["vision"].calls == 0
+    assert second.timings["fusion"].status == "ran"
+    assert set(second.timings) == set(STAGES)
+    assert second.timings["prefill"].backend.startswith("onnxruntime:")
+    assert second.timings["fusion"].backend == "native:_C"
+
+
+def test_predictor_set_image_once(torch_model, imgs):
+    p = torch_model.predictor()
+    p.set_image(imgs["infrared"], sensor="infrared")
+    a = p.ask("Describe this image.", max_new_tokens=2)
+    b = p.classify_region(Box(1, 1, 30, 30), max_new_tokens=2)
+    assert a.timings["vision"].status == "cached"  # set_image ran it
+    assert b.timings["vision"].status == "cached"
+    assert a.sensor == "infrared" and a.image_hw == (60, 90)
+
+
+def test_stream_yields_before_the_answer_is_complete(ort_model, imgs):
+    calls = []
+    llm = ort_model.engine.llm
+    forward = llm.forward
+
+    def counting(embeds, state):
+        calls.append(embeds.shape[0])
+        return forward(embeds, state)
+
+    llm.forward = counting
+    try:
+        st = ort_model.stream(imgs["multispectral"], "What kind of scene is this?",
+                              sensor="multispectral", max_new_tokens=6)
+        it = iter(st)
+        first = next(it)
+        assert len(calls) == 1  # only the prefill has run when the first piece arrives
+        assert st.result is None and len(st.token_ids) == 1
+        rest = list(it)
+    finally:
+        llm.forward = forward
+    assert len(calls) == 6  # prefill + 5 steps (the 6th token needs no forward)
+    assert first + "".join(rest) == st.result.text
+    assert len(st.result.token_ids) == 6
+
+
+def test_stream_text_equals_ask(torch_model, imgs):
+    st = torch_model.stream(imgs["optical"], "Describe this image.", sensor="optical",
+                            max_new_tokens=3)
+    pieces = list(st)
+    r = torch_model.ask(imgs["optical"], "Describe this image.", sensor="optical",
+                        max_new_tokens=3)
+    assert "".join(pieces) == r.text == st.result.text
+    assert st.result.token_ids == r.token_ids
+
+
+def test_sampling_is_seeded(ort_model, imgs):
+    args = dict(sensor="infrared", max_new_tokens=5, temperature=1.5)
+    a = ort_model.ask(imgs["infrared"], "Describe this image.", seed=1, **args)
+    b = ort_model.ask(imgs["infrared"], "Describe this image.", seed=1, **args)
+    outs = {tuple(ort_model.ask(imgs["infrared"], "Describe this image.", seed=s,
+                                **args).token_ids) for s in range(6)}
+    assert a.token_ids == b.token_ids
+    assert len(outs) > 1  # sampling explores
+
+
+def test_chat_keeps_history_and_prompts(torch_model, reference, imgs):
+    img = imgs["optical"]
+    chat = torch_model.chat(img, sensor="optical")
+    r1 = chat.ask("What is in <region>?", [Box(10, 8, 50, 40)], max_new_tokens=2)
+    r2 = chat.ask("Describe <region> too.", [Point(70, 50)], max_new_tokens=2)
+    assert chat.history == [("What is in <region>?", r1.text), ("Describe <region> too.",
+                                                                  r2.text)]
+    assert r2.timings["vision"].status == "cached"
+    # the second turn is what the reference decodes for that conversation
+    s = reference.processor.encode(img, "optical", "Describe <region> too.",
+                                   prompts=[Box(10, 8, 50, 40), Point(70, 50)],
+                                   history=[("What is in <region>?", r1.text)])
+    assert r2.token_ids == reference.generate(s, max_new_tokens=2).token_ids
+    assert [g["kind"] for g in r2.regions] == ["box", "point"]
+
+
+def test_segment_forms(torch_model, imgs):
+    img = imgs["optical"]
+    seg = torch_model.engine.tokenizer.seg_id
+    a = torch_model.segment(img, "the ships", sensor="optical")
+    assert a.token_ids == [seg] and a.text == "<seg>" and len(a.masks) == 1
+    assert a.masks[0]["size"] == [72, 96] and isinstance(a.masks[0]["counts"], str)
+    b = torch_model.segment(img, prompts=[Box(0, 0, 40, 40), Point(70, 50)], sensor="optical")
+    assert len(b.masks) == 2 and len(b.scores) == 2
+    assert [r["kind"] for r in b.regions] == ["box", "point"]
+    c = torch_model.segment(img, prompts=[Box(0, 0, 40, 40)], sensor="optical")
+    np.testing.assert_array_equal(c.mask(0), b.mask(0))  # one request per prompt
+    with pytest.raises(ValueError, match="needs a referring text, prompts, or both"):
+        torch_model.segment(img, sensor="optical")
+    with pytest.raises(ValueError, match="must say where each prompt belongs"):
+        torch_model.segment(img, "the ship", [Box(0, 0, 4, 4)], sensor="optical")
+
+
+def test_mask_result_helpers(torch_model, imgs):
+    r = torch_model.segment(imgs["optical"], prompts=[Box(0, 0, 60, 60)], sensor="optical")
+    m = r.mask(0)
+    assert m.dtype == np.uint8 and m.shape == (72, 96)
+    with pytest.raises(IndexError, match="has 1 mask"):
+        r.mask(3)
+    gj = r.geojson()
+    assert gj["crs"]["properties"]["name"] == "pixel"  # no georeference: pixel coordinates
+    assert len(gj["features"]) == 1
+    d = r.to_dict()
+    import json
+
+    assert json.loads(json.dumps(d))["masks"] == r.masks
+
+
+def test_phrasing_is_trained():
+    """Every question the runtime asks on its own is one of the training templates."""
+    from earthx_sdk.runtime import phrasing
+    from training.templates import PHRASINGS
+
+    assert phrasing.REGION_CLASS in PHRASINGS["region_class"]
+    assert phrasing.REGION_CAPTION in PHRASINGS["region_caption"]
+    assert phrasing.PROMPT_SEG in PHRASINGS["prompt_seg"]
+    assert phrasing.REFER_SEG in PHRASINGS["refer_seg"]
+    assert phrasing.SEG_ANSWER in PHRASINGS["seg_answer"]
+
+
+def test_classify_and_caption_use_the_phrasing(torch_model, reference, imgs):
+    img, p = imgs["multispectral"], Mask(np.pad(np.ones((10, 10), bool), ((5, 65), (5, 49))))
+    r = torch_model.classify_region(img, p, sensor="multispectral", max_new_tokens=2)
+    want = _reference(reference, img, "multispectral", "What is the object in <region>?", [p], 2)
+    assert r.token_ids == want.token_ids
+    r = torch_model.caption_region(img, Scribble(((3, 3), (30, 40))), sensor="multispectral",
+                                   max_new_tokens=2)
+    want = _reference(reference, img, "multispectral", "Describe the region <region>.",
+                      [Scribble(((3, 3), (30, 40)))], 2)
+    assert r.token_ids == want.token_ids
+
+
+def _threads(model, imgs, n_threads=8, per_thread=25):
+    seq = [run_case(model.with_options(), c, imgs)[:2] for c in CASES]
+    model = model.with_options()  # an empty feature cache: the threads race to fill it
+    out: dict = {}
+    errors = []
+    barrier = threading.Barrier(n_threads)
+
+    def work(t):
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                k = (t * per_thread + i) % len(CASES)
+                out[(t, i)] = (k, run_case(model, CASES[k], imgs)[:2])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert len(out) == n_threads * per_thread
+    for k, (tokens, masks) in out.values():
+        assert tokens == seq[k][0], CASES[k][0]
+        np.testing.assert_array_equal(masks, seq[k][1], err_msg=CASES[k][0])
+
+
+def test_threads_onnxruntime(ort_model, imgs):
+    """8 threads x 25 requests on one loaded model = the sequential results, exactly."""
+    _threads(ort_model, imgs)
+
+
+@pytest.mark.slow
+def test_threads_torch(torch_model, imgs):
+    _threads(torch_model, imgs, n_threads=8, per_thread=5)
+
+
+def test_polygon_prompt_partly_outside_is_clipped(torch_model, imgs):
+    r = torch_model.ask(imgs["optical"], "What is in <region>?",
+                        [Polygon(((-20, -20), (40, -10), (30, 30)))], sensor="optical",
+                        max_new_tokens=1)
+    assert r.regions[0]["bbox"][:2] == [0.0, 0.0]
