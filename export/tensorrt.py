@@ -35,16 +35,18 @@ PRECISIONS = ("fp32", "fp16", "int8")
 TIMING_CACHE = "timing.cache"
 ENGINES_DIR = "engines"
 
-DIMS: dict[str, tuple[int, int, int] | Callable[[dict], tuple[int, int, int]]] = {
+DIMS: dict[str, tuple[int, int, int] | Callable[[dict, object], tuple[int, int, int]]] = {
     "R": (1, 4, MAX_PROMPTS),  # visual prompts of one image
     "Q": (1, 1, MAX_QUERIES),  # <seg> queries of one answer
     # The LLM graph of onnxruntime-genai's builder (not built by TensorRT here, but covered).
     "batch_size": (1, 1, 1),
-    "sequence_length": lambda mc: (1, 64, mc["llm"]["max_positions"]),
-    "past_sequence_length": lambda mc: (0, 256, mc["llm"]["max_positions"]),
-    "total_sequence_length": lambda mc: (1, 320, mc["llm"]["max_positions"]),
+    "sequence_length": lambda mc, c: (1, 64, mc["llm"]["max_positions"]),
+    "past_sequence_length": lambda mc, c: (0, 256, mc["llm"]["max_positions"]),
+    "total_sequence_length": lambda mc, c: (1, 320, mc["llm"]["max_positions"]),
+    "kv_cache_dim": lambda mc, c: (c.extra["head_dim"],) * 3,  # named, but always head_dim
 }
-"""(min, opt, max) of each named dynamic dim; a callable takes the manifest's model_config."""
+"""(min, opt, max) of each named dynamic dim; a callable takes the manifest's model_config and
+the component."""
 
 OVERRIDES = {("mask_decoder", "R"): (0, 4, MAX_PROMPTS)}
 """Per-component ranges: the runtime runs the mask decoder with no prompts (R = 0)."""
@@ -72,17 +74,24 @@ def require_tensorrt():
 
 # --- shape profiles ------------------------------------------------------------------------------
 
-def dim_range(component: str, dim: str, model_config: dict) -> tuple[int, int, int]:
+def dim_range(name: str, dim: str, model_config: dict, component=None) -> tuple[int, int, int]:
     """(min, opt, max) of a named dynamic dim of a component.
 
     Raises:
-        ValueError: a dim name `DIMS` does not know (or an unnamed "?" dim).
+        ValueError: a dim name `DIMS` does not know (or an unnamed "?" dim), or one whose range
+            needs metadata the component does not carry.
     """
-    r = OVERRIDES.get((component, dim), DIMS.get(dim))
+    r = OVERRIDES.get((name, dim), DIMS.get(dim))
     if r is None:
-        raise ValueError(f"{component}: dynamic dim {dim!r} has no TensorRT profile range; "
+        raise ValueError(f"{name}: dynamic dim {dim!r} has no TensorRT profile range; "
                          f"known dims: {sorted(DIMS)} (add it to export.tensorrt.DIMS)")
-    return tuple(r(model_config)) if callable(r) else r
+    if not callable(r):
+        return r
+    try:
+        return tuple(int(v) for v in r(model_config, component))
+    except (KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"{name}: the range of dim {dim!r} needs {e} from the manifest's "
+                         f"model_config or the component's extra") from e
 
 
 def profile_shapes(name: str, component, model_config: dict) -> dict[str, tuple[tuple, ...]]:
@@ -103,7 +112,8 @@ def profile_shapes(name: str, component, model_config: dict) -> dict[str, tuple[
             continue
         lo, opt, hi = [], [], []
         for d in spec.shape:
-            a, b, c = (d, d, d) if isinstance(d, int) else dim_range(name, d, model_config)
+            a, b, c = ((d, d, d) if isinstance(d, int)
+                       else dim_range(name, d, model_config, component))
             lo.append(a)
             opt.append(b)
             hi.append(c)

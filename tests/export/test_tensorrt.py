@@ -46,14 +46,33 @@ def test_tiny_graphs_use_only_tensorrt10_operators(tiny_bundle, tmp_path):
         assert check_trt_ops(to_fp16(path, tmp_path / f"{name}.fp16.onnx")) == [], name
 
 
-def test_llm_graph_is_reported_as_onnxruntime_only(tiny_bundle):
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory):
+    """The fp32 llm component of a seeded tiny model (onnxruntime-genai's builder):
+    (directory, Component, model_config)."""
+    pytest.importorskip("onnxruntime_genai", reason="the LLM graph needs onnxruntime-genai "
+                                                    "(the `export` extra)")
+    import torch
+
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.modeling.model import EarthXModel
+    from export.llm import export_llm
+
+    torch.manual_seed(0)
+    model = EarthXModel(EarthXConfig.from_name("tiny")).eval()
+    out = tmp_path_factory.mktemp("tiny_llm")
+    comps = export_llm(model.llm, model.tokenizer, out, "fp32").components
+    return out, comps["llm"], model.cfg.to_dict()
+
+
+@pytest.mark.slow
+def test_llm_graph_is_reported_as_onnxruntime_only(tiny_llm):
+    """The LLM stays on onnxruntime: its fused operators are onnxruntime's, not TensorRT's."""
     from export.trt_ops import check_trt_ops
 
-    root, manifest = tiny_bundle
-    if "llm" not in manifest.components:
-        pytest.skip("the tiny bundle has no llm component yet")
-    bad = dict(check_trt_ops(root / manifest.components["llm"].file))
-    assert any(op.startswith("com.microsoft::") for op in bad), bad
+    out, comp, _ = tiny_llm
+    bad = dict(check_trt_ops(out / comp.file))
+    assert bad.get("com.microsoft::GroupQueryAttention", 0) >= 1, bad
 
 
 def _graph(nodes, opset=18, extra_opsets=()):
@@ -136,43 +155,35 @@ def test_profiles_cover_the_runtime_dims(tiny_bundle):
     assert (md["prompt_states"][0][1], md["prompt_states"][2][1]) == (0, MAX_PROMPTS)
 
 
-def _llm_component(manifest) -> Component:
-    """The bundle's llm component, or one with the input dims of onnxruntime-genai's builder."""
-    if "llm" in manifest.components:
-        return manifest.components["llm"]
-    llm = manifest.model_config["llm"]
-    head = llm["hidden"] // llm["heads"]
-    specs = [TensorSpec("inputs_embeds", "float32", ("batch_size", "sequence_length",
-                                                     llm["hidden"])),
-             TensorSpec("attention_mask", "int64", ("batch_size", "total_sequence_length"))]
-    for i in range(llm["layers"]):
-        for kv in ("key", "value"):
-            specs.append(TensorSpec(f"past_key_values.{i}.{kv}", "float32",
-                                    ("batch_size", llm["kv_heads"], "past_sequence_length", head)))
-    return Component("llm.onnx", "onnx", "fp32", tuple(specs), (), "0" * 64)
-
-
-def test_profiles_cover_the_llm_dims(tiny_bundle):
+@pytest.mark.slow
+def test_profiles_cover_the_llm_dims(tiny_llm):
+    """Every dynamic dim of the real LLM graph gets the range the runtime uses."""
     from export.tensorrt import profile_shapes
 
-    _, manifest = tiny_bundle
-    mc = manifest.model_config
-    comp = _llm_component(manifest)
+    _, comp, mc = tiny_llm
     prof = profile_shapes("llm", comp, mc)
     most = mc["llm"]["max_positions"]
-    assert set(prof) == {s.name for s in comp.inputs if not all(isinstance(d, int)
-                                                                for d in s.shape)}
+    dynamic = {s.name for s in comp.inputs if not all(isinstance(d, int) for d in s.shape)}
+    assert dynamic and set(prof) == dynamic
+    seen = set()
     for spec in comp.inputs:
+        if spec.name not in prof:
+            continue
         lo, opt, hi = prof[spec.name]
         for i, d in enumerate(spec.shape):
+            seen.add(d)
+            assert lo[i] <= opt[i] <= hi[i]
             if d == "batch_size":
-                assert lo[i] == opt[i] == hi[i] == 1  # one sequence per session
+                assert lo[i] == hi[i] == 1  # one sequence per session
             elif d in ("sequence_length", "total_sequence_length"):
                 assert lo[i] == 1 and hi[i] == most  # decode (1) to a full-context prefill
             elif d == "past_sequence_length":
                 assert lo[i] == 0 and hi[i] == most  # the empty cache of a prefill
+            elif d == "kv_cache_dim":
+                assert lo[i] == hi[i] == comp.extra["head_dim"]
             else:
                 assert lo[i] == opt[i] == hi[i] == d
+    assert {"batch_size", "sequence_length", "past_sequence_length"} <= seen
 
 
 def test_unknown_dim_is_refused():
