@@ -4,7 +4,9 @@ Exports the vision graph of every (sensor, channel count) of the checkpoint, the
 and the mask decoder to ONNX, validates each against the PyTorch reference with onnxruntime
 (CPU), and writes the bundle manifest. With `--llm fp32|int8|int4` it also exports the LLM
 decoder (onnxruntime-genai's builder; int8/int4 MatMulNBits) and its embedding table, validated
-against PyTorch (export/llm.py).
+against PyTorch (export/llm.py). With `--tensorrt [fp16|int8|fp32]` it then builds TensorRT
+engines of the vision graphs, prompt encoder and mask decoder for this GPU into BUNDLE/engines
+(export/tensorrt.py; needs TensorRT 10 and an NVIDIA GPU).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also export the LLM at this precision (default: no LLM components)")
     p.add_argument("--llm-block-size", type=int, default=32,
                    help="MatMulNBits block size of an int8/int4 LLM (16, 32, 64, 128 or 256)")
+    p.add_argument("--tensorrt", nargs="?", const="fp16", default=None,
+                   choices=("fp16", "int8", "fp32"),
+                   help="also build TensorRT engines for this GPU (default fp16; int8 calibrates "
+                        "the vision graphs on sample images) into BUNDLE/engines")
     args = p.parse_args(argv)
     if not args.checkpoint.is_dir():
         p.error(f"--checkpoint {args.checkpoint}: no such directory")
@@ -42,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         manifest = export_bundle(args.checkpoint, args.out, args.precision, args.resolution,
-                                 args.sensors, llm=args.llm, llm_block_size=args.llm_block_size)
+                                 args.sensors, llm=args.llm, llm_block_size=args.llm_block_size,
+                                 tensorrt=args.tensorrt)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

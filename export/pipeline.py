@@ -71,7 +71,7 @@ class _Stages:
 def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp32",
                   resolution: int | None = None,
                   sensors: list[str] | None = None, llm: str | None = None,
-                  llm_block_size: int = 32) -> BundleManifest:
+                  llm_block_size: int = 32, tensorrt: str | None = None) -> BundleManifest:
     """Exports and validates the vision, prompt-encoder and mask-decoder graphs of a checkpoint,
     and with `llm` the LLM decoder and its embedding table (`export.llm.export_llm`).
 
@@ -86,6 +86,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             components, validated (fp32: logits and hidden states within 1e-4 of PyTorch;
             int8/int4: teacher-forced next-token agreement at least `export.llm.AGREEMENT_FLOORS`).
         llm_block_size: MatMulNBits block size of an int8/int4 LLM.
+        tensorrt: None, or "fp16" / "int8" / "fp32": also build TensorRT engines for this GPU
+            into out/engines (`export.tensorrt.build_engines`; needs TensorRT 10).
 
     Returns:
         the manifest written to out/manifest.json.
@@ -93,7 +95,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
     Raises:
         FileNotFoundError: the checkpoint is not a model directory.
         ValueError: unknown precision or sensor, a resolution other than the checkpoint's.
-        ImportError: onnx/onnxscript missing.
+        ImportError: onnx/onnxscript missing; TensorRT missing with `tensorrt` (before any
+            export).
         ParityError: a graph's outputs differ from the reference (all listed).
     """
     from earthx_sdk.modeling.model import EarthXModel
@@ -105,6 +108,12 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
 
         builder_options(llm, llm_block_size)  # a bad --llm fails before any export
         require_builder()
+    if tensorrt is not None:
+        from export.tensorrt import PRECISIONS, build_engines, require_tensorrt
+
+        if tensorrt not in PRECISIONS:
+            raise ValueError(f"tensorrt must be one of {PRECISIONS}, got {tensorrt!r}")
+        require_tensorrt()  # no TensorRT: fail before any export
     require_onnx()
     checkpoint, out = Path(checkpoint), Path(out)
     model = EarthXModel.load(checkpoint)
@@ -128,7 +137,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         if i == 0:
             shared = comps[1:]
     specs += shared
-    stages = _Stages(len(specs) + 2 + (llm is not None))
+    stages = _Stages(len(specs) + 2 + (llm is not None) + (tensorrt is not None))
     components, parity, files = {}, [], {}
     for spec in specs:
         path = export_onnx(spec, out / f"{spec.name}.onnx")
@@ -168,5 +177,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
                  "tolerance": p.tolerance} for p in parity] + llm_parity)
     manifest.save(out)
     stages.step("manifest")
+    if tensorrt is not None:
+        build_engines(out, tensorrt)
+        stages.step("tensorrt")
     stages.close()
     return manifest

@@ -360,6 +360,18 @@ def test_build_without_tensorrt_says_so(tmp_path):
         build_engines(tmp_path)  # refused before the bundle is even read
 
 
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
+def test_cli_tensorrt_without_tensorrt_fails_before_exporting(tmp_path, capsys):
+    from export.__main__ import main
+
+    rc = main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "b"), "--tensorrt"])
+    assert rc == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # nothing was exported
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "b"), "--tensorrt", "int4"])
+
+
 @pytest.mark.trt
 @pytest.mark.gpu
 @needs_trt
