@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,7 @@ OVERRIDES = {("mask_decoder", "R"): (0, 4, MAX_PROMPTS)}
 """Per-component ranges: the runtime runs the mask decoder with no prompts (R = 0)."""
 
 TRT_COMPONENTS = ("vision_*", "prompt_encoder", "mask_decoder")
+"""The components built as engines (fnmatch patterns); the LLM stays on onnxruntime."""
 
 
 def require_tensorrt():
@@ -321,7 +323,7 @@ def build_engines(bundle_dir: str | Path, precision: str = "fp16",
     cache = EngineCache(cache_dir if cache_dir is not None else bundle_dir / ENGINES_DIR)
     cache.root.mkdir(parents=True, exist_ok=True)
     names = [n for n in sorted(manifest.components)
-             if n.startswith("vision_") or n in ("prompt_encoder", "mask_decoder")]
+             if any(fnmatchcase(n, pattern) for pattern in TRT_COMPONENTS)]
     bad = {n: check_trt_ops(bundle_dir / manifest.components[n].file, tensorrt_min)
            for n in names}
     bad = {n: ops for n, ops in bad.items() if ops}
