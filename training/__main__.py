@@ -7,7 +7,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
+from pathlib import Path
+
+
+def _write_recipe(out: Path, recipe, model_cfg) -> None:
+    """OUT/recipe.json: the recipe's name, model preset and synthetic scenes (python -m
+    training.eval renders its held-out scenes the same way). Rank 0 writes it."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    info = {"recipe": recipe.name, "preset": recipe.preset, "model": model_cfg.name,
+            "scenes": recipe.scenes.to_dict() if recipe.scenes is not None else None}
+    tmp = out / "recipe.json.tmp"
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(out / "recipe.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
+    parser.add_argument("--threads", type=int,
+                        help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--lora-rank", type=int,
                         help="train LoRA adapters of this rank on the LLM (merged on save)")
     args = parser.parse_args(argv)
@@ -31,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from training.recipes import get_recipe
     from training.trainer import train
 
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     recipe = get_recipe(args.recipe)
     cfg = recipe.train
     if args.steps is not None:
@@ -43,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     torch.manual_seed(cfg.seed)
     model = EarthXModel(EarthXConfig.from_name(recipe.preset))
+    _write_recipe(Path(args.out), recipe, model.cfg)
     rows = train(model, sources, cfg, args.out, resume=args.resume)
     if rows:
         print(f"final: step {rows[-1]['step']} loss {rows[-1]['loss']:.4f}; model in "

@@ -1,9 +1,11 @@
 """python -m training.eval --checkpoint DIR [--json PATH] [--scenes N]
 
-Held-out evaluation on synthetic scenes the training recipes never draw (seeds from 100000 on), per
-sensor: region classification (S-IoU, and SS when all-MiniLM-L6-v2 is installed), referring
-segmentation from text (cIoU, gIoU at image resolution: the S/4 logits go through the runtime's
-`postprocess_masks`) and captions (BLEU-4, ROUGE-L, CIDEr-D, exact-match METEOR).
+Held-out evaluation on synthetic scenes the training recipes never draw (seeds from 100000 on),
+rendered as the recipe's scenes (size, object scale: from DIR/recipe.json, which `python -m
+training` writes; the default SceneSpec without it), per sensor: region classification (S-IoU,
+and SS when all-MiniLM-L6-v2 is installed), referring segmentation from text (cIoU, gIoU at
+image resolution: the S/4 logits go through the runtime's `postprocess_masks`) and captions
+(BLEU-4, ROUGE-L, CIDEr-D, exact-match METEOR).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import numpy as np
 HELD_OUT_SEED = 100_000
 
 
-def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
-    """Metrics per sensor on `scenes` held-out synthetic scenes."""
+def evaluate(model, scenes: int = 8, max_new_tokens: int = 24, spec=None) -> dict:
+    """Metrics per sensor on `scenes` held-out synthetic scenes rendered as `spec` (a
+    training.recipes.SceneSpec; None: the default one)."""
     import torch
 
     from earthx_sdk.ops.masks import postprocess_masks
     from training.caption_metrics import caption_scores
     from training.metrics import SentenceEmbedder, mask_ious, s_iou, semantic_similarity
+    from training.recipes import SceneSpec
     from training.synthetic import render_scene
     from training.templates import samples_for
 
@@ -33,11 +37,13 @@ def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
         embedder, ss_note = SentenceEmbedder(), None
     except FileNotFoundError as exc:
         embedder, ss_note = None, str(exc)
+    spec = SceneSpec() if spec is None else spec
     rng = np.random.default_rng(HELD_OUT_SEED)
     by_sensor: dict[str, dict[str, list]] = {}
     model.eval()
     for s in range(scenes):
-        for sensor, rec in render_scene(HELD_OUT_SEED + s).items():
+        for sensor, rec in render_scene(HELD_OUT_SEED + s, (spec.size, spec.size),
+                                        object_scale=spec.object_scale).items():
             acc = by_sensor.setdefault(sensor, {k: [] for k in
                                                 ("cls_pred", "cls_gt", "seg_pred", "seg_gt",
                                                  "cap_pred", "cap_gt")})
@@ -66,7 +72,8 @@ def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
                 else:
                     acc["cap_pred"].append(gen.text)
                     acc["cap_gt"].append(rec.captions)
-    report: dict = {"scenes": scenes, "held_out_seed": HELD_OUT_SEED, "sensors": {}}
+    report: dict = {"scenes": scenes, "held_out_seed": HELD_OUT_SEED,
+                    "scene_spec": spec.to_dict(), "sensors": {}}
     if ss_note:
         report["ss_unavailable"] = ss_note
     for sensor, acc in by_sensor.items():
@@ -82,6 +89,24 @@ def evaluate(model, scenes: int = 8, max_new_tokens: int = 24) -> dict:
     return report
 
 
+def _scene_spec(model_dir: Path):
+    """The SceneSpec in the training directory's recipe.json (the model folder's parent), or
+    None."""
+    from training.recipes import SceneSpec
+
+    path = model_dir.parent / "recipe.json"
+    if not path.is_file():
+        return None
+    scenes = json.loads(path.read_text()).get("scenes")
+    if scenes is None:
+        return None
+    try:
+        return SceneSpec(**scenes)
+    except TypeError as exc:
+        raise ValueError(f"{path}: 'scenes' must hold the fields of SceneSpec, got "
+                         f"{sorted(scenes)} ({exc})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.checkpoint)
     if (path / "model" / "config.json").is_file():
         path = path / "model"
+    spec = _scene_spec(path)
     if not (path / "config.json").is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no EarthX model there (config.json missing "
                      "in it and in its model/ folder)")
     from earthx_sdk.modeling.model import EarthXModel
 
-    report = evaluate(EarthXModel.load(path), scenes=args.scenes)
+    report = evaluate(EarthXModel.load(path), scenes=args.scenes, spec=spec)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

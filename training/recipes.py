@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from training.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """The synthetic scenes a recipe trains on; `python -m training.eval` renders its held-out
+    scenes (other seeds) the same way.
+
+    Attributes:
+        scenes: scenes rendered for training (seeds seed .. seed + scenes - 1), each in every
+            sensor.
+        size: side of the square scenes, in pixels.
+        object_scale: training.synthetic.render_scene's object size factor.
+        seed: first scene seed (held-out scenes start at training.eval.HELD_OUT_SEED).
+    """
+
+    scenes: int = 48
+    size: int = 224
+    object_scale: float = 1.0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return {"scenes": self.scenes, "size": self.size, "object_scale": self.object_scale,
+                "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -17,6 +41,7 @@ class Recipe:
         train: optimization settings.
         sources: builds {source name: samples} (samples are Processor.encode keyword arguments).
         description: one line for `--help`.
+        scenes: the synthetic scenes of the recipe (None for one on real data only).
     """
 
     name: str
@@ -24,22 +49,29 @@ class Recipe:
     train: TrainConfig
     sources: Callable[[], dict[str, list[dict]]] = field(compare=False)
     description: str = ""
+    scenes: SceneSpec | None = None
 
 
-def _synthetic_sources(scenes: int = 48, seed: int = 0) -> dict[str, list[dict]]:
+def synthetic_sources(spec: SceneSpec = SceneSpec()) -> dict[str, list[dict]]:
     """Samples of every task from synthetic scenes in every sensor, grouped by task."""
     import numpy as np
 
     from training.synthetic import render_scene
     from training.templates import samples_for
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(spec.seed)
     out: dict[str, list[dict]] = {}
-    for s in range(scenes):
-        for record in render_scene(seed + s).values():
+    for s in range(spec.scenes):
+        for record in render_scene(spec.seed + s, (spec.size, spec.size),
+                                   object_scale=spec.object_scale).values():
             for sample in samples_for(record, rng=rng):
                 out.setdefault(sample["task"], []).append(sample)
     return out
+
+
+def _synthetic_sources(scenes: int = 48, seed: int = 0) -> dict[str, list[dict]]:
+    """synthetic_sources of the tiny-synthetic recipe's scenes, with another count or seed."""
+    return synthetic_sources(dataclasses.replace(TINY_SCENES, scenes=scenes, seed=seed))
 
 
 def _real_sources() -> dict[str, list[dict]]:
@@ -70,13 +102,16 @@ def _real_sources() -> dict[str, list[dict]]:
     return out
 
 
+TINY_SCENES = SceneSpec(scenes=48, size=224, object_scale=1.0)
+
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("tiny-synthetic", "tiny",
                TrainConfig(steps=300, batch_size=8, lr=1e-3, warmup_steps=20, log_every=10,
                            save_every=100),
-               _synthetic_sources,
-               "the tiny preset on synthetic optical/SAR/IR/multispectral scenes; CPU, minutes"),
+               lambda: synthetic_sources(TINY_SCENES),
+               "the tiny preset on synthetic optical/SAR/IR/multispectral scenes; CPU, minutes",
+               TINY_SCENES),
         Recipe("base", "base",
                TrainConfig(steps=20000, batch_size=16, lr=2e-5, warmup_steps=500, amp="bf16",
                            grad_checkpointing=True, log_every=50, save_every=1000,

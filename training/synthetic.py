@@ -133,8 +133,8 @@ def _smooth(rng: np.random.Generator, hw: tuple[int, int], cells: int) -> np.nda
 class _Layout:
     """Places non-overlapping instances into a label map."""
 
-    def __init__(self, hw: tuple[int, int], rng: np.random.Generator):
-        self.hw, self.rng = hw, rng
+    def __init__(self, hw: tuple[int, int], rng: np.random.Generator, object_scale: float = 1.0):
+        self.hw, self.rng, self.object_scale = hw, rng, object_scale
         self.labels = np.zeros(hw, np.int32)
         self.items: list[tuple[str, np.ndarray, float]] = []  # (category, polygon, angle)
 
@@ -149,7 +149,7 @@ class _Layout:
 
     def place(self, cat: str, count: int, allowed_fn, margin: int = 2, tries: int = 40) -> None:
         h, w = self.hw
-        s = min(h, w) / 224
+        s = min(h, w) / 224 * self.object_scale
         for _ in range(count):
             for _ in range(tries):
                 angle = float(self.rng.uniform(0, math.pi))
@@ -162,10 +162,10 @@ class _Layout:
                     break
 
 
-def _layout(rng: np.random.Generator, hw: tuple[int, int]) -> _Layout:
+def _layout(rng: np.random.Generator, hw: tuple[int, int], object_scale: float) -> _Layout:
     h, w = hw
     s = min(h, w) / 224
-    lay = _Layout(hw, rng)
+    lay = _Layout(hw, rng, object_scale)
     free = lambda: lay.labels == 0  # noqa: E731
     if rng.random() < 0.65:  # a lake, possibly cut by the image border
         r = rng.uniform(35, 60) * s * (1 + 0.15 * np.sin(np.arange(48) * 2 * math.pi / 48 * 3
@@ -305,14 +305,16 @@ def _describe(anns: list[Annotation], positions: dict[int, str]):
     return captions, scene, qa
 
 
-def render_scene(seed: int, size: tuple[int, int] = (224, 224),
-                 split: str = "train") -> dict[str, ImageRecord]:
+def render_scene(seed: int, size: tuple[int, int] = (224, 224), split: str = "train",
+                 object_scale: float = 1.0) -> dict[str, ImageRecord]:
     """Renders one synthetic scene in every sensor.
 
     Args:
         seed: the scene; the same seed gives bit-identical images and annotations.
         size: (H, W) in pixels, each >= 64 (objects are sized for 224 and scale with min(H, W)).
         split: recorded in each ImageRecord.
+        object_scale: multiplies the size of every object (not the lake or the road), e.g. 2 for
+            scenes seen closer: fewer, larger objects (placements that no longer fit are dropped).
 
     Returns:
         {"optical": uint8 [H, W, 3], "multispectral": uint16 [H, W, 4] (B, G, R, NIR),
@@ -320,12 +322,15 @@ def render_scene(seed: int, size: tuple[int, int] = (224, 224),
         that share the same Annotation objects (masks are lazy views of one label map).
 
     Raises:
-        ValueError: size not two integers >= 64.
+        ValueError: size not two integers >= 64; object_scale not in [0.5, 4].
     """
     if (len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 64 for v in size)):
         raise ValueError(f"render_scene: size must be (H, W) with integers >= 64, got {size!r}")
+    if not (isinstance(object_scale, (int, float)) and 0.5 <= object_scale <= 4):
+        raise ValueError(f"render_scene: object_scale must be a number in [0.5, 4], got "
+                         f"{object_scale!r}")
     hw = (int(size[0]), int(size[1]))
-    lay = _layout(np.random.default_rng(seed), hw)
+    lay = _layout(np.random.default_rng(seed), hw, float(object_scale))
     lay.labels.setflags(write=False)
     anns = []
     for k, (cat, poly, _) in enumerate(lay.items, start=1):

@@ -24,6 +24,7 @@ import torch
 from training.checkpoint import load_checkpoint, save_checkpoint
 
 AMP_MODES = ("none", "bf16")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,14 @@ class TrainConfig:
     Attributes:
         steps: optimizer steps in total.
         batch_size: samples per step.
-        lr, weight_decay, warmup_steps, max_grad_norm: AdamW with linear warmup, then constant.
+        lr, weight_decay, warmup_steps, max_grad_norm: AdamW with linear warmup, then the
+            schedule.
+        schedule: "constant" or "cosine" (from lr after warmup down to lr * min_lr_ratio at the
+            last step).
+        min_lr_ratio: the cosine schedule's final fraction of lr.
+        lr_mult: (parameter-name prefix, factor) pairs: parameters under a prefix train at
+            lr * factor (the first matching prefix wins), e.g. (("mask_decoder", 3.0),).
+        mask_loss_weight: factor on the mask terms (BCE + Dice and IoU regression) of the loss.
         seed: seeds the sampler and torch.
         mixture: (source, weight) pairs; sources not named get weight 0; empty = uniform.
         freeze: parameter-name prefixes to freeze ("vision.vit", "vision.convnext", "llm", ...).
@@ -60,6 +68,10 @@ class TrainConfig:
     save_every: int = 0
     lora_rank: int = 0
     lora_alpha: float = 16.0
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+    lr_mult: tuple[tuple[str, float], ...] = ()
+    mask_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -71,6 +83,17 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be finite and > 0, got {self.lr}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"TrainConfig.amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got "
+                             f"{self.schedule!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if any(not (f > 0 and math.isfinite(f)) for _, f in self.lr_mult):
+            raise ValueError(f"TrainConfig.lr_mult factors must be finite and > 0, got "
+                             f"{self.lr_mult}")
+        if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
+            raise ValueError(f"TrainConfig.mask_loss_weight must be finite and >= 0, got "
+                             f"{self.mask_loss_weight}")
         if any(w < 0 for _, w in self.mixture):
             raise ValueError(f"TrainConfig.mixture weights must be >= 0, got {self.mixture}")
 
@@ -154,8 +177,9 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:
         model.llm.gradient_checkpointing_enable()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(model, cfg.lr_mult)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = MixedSampler({k: len(v) for k, v in sources.items()}, cfg.mixture, cfg.seed)
     step = 0
     log_path = out / "metrics.jsonl"
@@ -189,21 +213,22 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
     while step < cfg.steps:
         keys = sampler.draw(cfg.batch_size)  # the same global batch on every rank
         batch = [encoded(k) for k in keys[rank::world]]
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        lr = learning_rate(cfg, step)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["lr_mult"]
         model.train()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            losses = net(batch)
+            parts = net(batch, reduction="sum")
+        loss, losses = global_loss(parts, world, cfg.mask_loss_weight)
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             row = {"step": step, "lr": lr, "grad_norm": float(grad_norm),
                    "seconds": round(time.perf_counter() - t0, 3),
-                   **{k: float(v.detach()) for k, v in losses.items()}}
+                   **losses}
             rows.append(row)
             if main_proc:
                 with open(log_path, "a") as f:
@@ -226,6 +251,66 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return rows
+
+
+def param_groups(model: torch.nn.Module, lr_mult: Sequence[tuple[str, float]]) -> list[dict]:
+    """AdamW parameter groups of the trainable parameters: one per distinct lr factor (in the
+    order of `lr_mult`, then the rest at 1.0), each with its factor under "lr_mult".
+
+    Raises:
+        ValueError: a prefix matches no trainable parameter.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    factors: dict[float, list] = {}
+    for prefix, _ in lr_mult:
+        if not any(n == prefix or n.startswith(prefix + ".") for n, _ in named):
+            raise ValueError(f"lr_mult: {prefix!r} matches no trainable parameter")
+    for n, p in named:
+        f = next((f for prefix, f in lr_mult if n == prefix or n.startswith(prefix + ".")), 1.0)
+        factors.setdefault(float(f), []).append(p)
+    return [{"params": ps, "lr_mult": f} for f, ps in factors.items()]
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The base learning rate of optimizer step `step` (0-based): linear warmup over
+    warmup_steps, then constant or cosine down to lr * min_lr_ratio at the last step."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(1, cfg.steps - 1 - cfg.warmup_steps)
+    t = min(1.0, max(0.0, (step - cfg.warmup_steps) / span))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def global_loss(parts: dict[str, torch.Tensor], world: int, mask_weight: float = 1.0):
+    """The loss to back-propagate on this process, and the global batch's losses to report.
+
+    `parts` are this process's sums (EarthXModel.forward(..., reduction="sum")). The token and mask
+    counts are summed over all processes, so the loss is the mean over the whole global batch's
+    answer tokens (LM) and target masks (mask terms), whatever each process's share: the same
+    loss as one process on that batch. The back-propagated loss is scaled by the world size,
+    because DistributedDataParallel averages the gradients over processes.
+
+    Returns:
+        (loss to backward, {"loss", "lm_loss", "mask_loss", "iou_loss"} of the global batch,
+        detached).
+    """
+    counts = torch.stack([parts["lm_tokens"], parts["masks"]]).to(torch.float64)
+    sums = torch.stack([parts["lm_sum"], parts["mask_sum"], parts["iou_sum"]]).detach().double()
+    if world > 1:
+        import torch.distributed as dist
+
+        both = torch.cat([counts, sums])
+        dist.all_reduce(both)
+        counts, sums = both[:2], both[2:]
+    n_tok, n_mask = (float(c) for c in counts.clamp_min(1))
+    local = (parts["lm_sum"] / n_tok
+             + mask_weight * (parts["mask_sum"] + parts["iou_sum"]) / n_mask)
+    lm, mask, iou = (float(v) for v in (sums[0] / n_tok, sums[1] / n_mask, sums[2] / n_mask))
+    report = {"loss": lm + mask_weight * (mask + iou), "lm_loss": lm, "mask_loss": mask,
+              "iou_loss": iou}
+    return local * world, report
 
 
 def _init_distributed(model) -> tuple[int, int]:

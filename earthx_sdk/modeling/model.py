@@ -128,15 +128,24 @@ class EarthXModel(nn.Module):
     # training
     # --------------------------------------------------------------------------------------------
 
-    def forward(self, samples: list[Encoded]) -> dict[str, torch.Tensor]:
+    def forward(self, samples: list[Encoded], reduction: str = "mean") -> dict[str, torch.Tensor]:
         """Training losses of a batch.
 
+        Args:
+            reduction: "mean" (the losses) or "sum" (their numerators and denominators, so that a
+                data-parallel trainer can weight each process's share by the global counts).
+
         Returns:
-            {"loss", "lm_loss", "mask_loss" (BCE + Dice), "iou_loss"}: scalars; the mask terms are
-            0 when no sample has a <seg>.
+            "mean": {"loss", "lm_loss", "mask_loss" (BCE + Dice), "iou_loss"}: scalars; the mask
+            terms are 0 when no sample has a <seg>.
+            "sum": {"lm_sum" (CE summed over answer tokens), "lm_tokens", "mask_sum" and
+            "iou_sum" (summed over target masks), "masks"}: the means are lm_sum / lm_tokens and
+            mask_sum / masks, iou_sum / masks.
         """
         if not samples:
             raise ValueError("samples must hold at least one sample")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         vis, embeds, prompt_states = self._prepare(samples)
         dev = self.device
         L = max(e.shape[0] for e in embeds)
@@ -151,8 +160,9 @@ class EarthXModel(nn.Module):
             labels[i, : e.shape[0]] = torch.from_numpy(s.labels)
         out = self.llm(inputs_embeds=x, attention_mask=attn, output_hidden_states=True)
         logits = out.logits[:, :-1].float()  # [B, L-1, V]
-        lm_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                  ignore_index=IGNORE_INDEX)
+        lm_sum = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                 ignore_index=IGNORE_INDEX, reduction="sum")
+        lm_tokens = (labels[:, 1:] != IGNORE_INDEX).sum()
         last = out.hidden_states[-1]  # [B, L, hidden]
 
         mask_loss = last.new_zeros(())
@@ -168,6 +178,10 @@ class EarthXModel(nn.Module):
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
             iou_loss = iou_loss + iou_l * target.shape[0]
             n_masks += target.shape[0]
+        if reduction == "sum":
+            return {"lm_sum": lm_sum, "lm_tokens": lm_tokens, "mask_sum": mask_loss,
+                    "iou_sum": iou_loss, "masks": torch.tensor(n_masks, device=dev)}
+        lm_loss = lm_sum / lm_tokens.clamp_min(1)
         if n_masks:
             mask_loss = mask_loss / n_masks
             iou_loss = iou_loss / n_masks

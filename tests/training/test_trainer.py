@@ -112,8 +112,15 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
         assert torch.equal(p, after[n]), n
 
 
+# 3 steps on a global batch of 4: the sources' samples differ in answer length and only "seg" has
+# a mask, so the two ranks' shares hold different token and mask counts
+DDP_CONFIG = TrainConfig(steps=3, batch_size=4, lr=1e-3, log_every=1, seed=1)
+
+
 def test_ddp_on_two_cpu_processes(tmp_path):
-    """torchrun with 2 processes (gloo): ranks stay identical, rank 0 alone writes the outputs."""
+    """torchrun with 2 processes (gloo): ranks stay identical, each step's loss is the one process
+    computes on the same global batch (and so are the parameters, to float rounding), rank 0
+    alone writes the outputs."""
     import os
     import subprocess
     import sys
@@ -122,15 +129,53 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", "29517", str(root / "tests/training/ddp_worker.py"),
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", str(root / "tests/training/ddp_worker.py"),
                         str(tmp_path / "run")], env=env, capture_output=True, text=True,
                        timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     d0 = json.loads((tmp_path / "digest0.json").read_text())
     d1 = json.loads((tmp_path / "digest1.json").read_text())
-    assert d0 == d1
+    assert d0["sha"] == d1["sha"]
     log = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
     steps = [json.loads(x)["step"] for x in log]
     assert steps == [1, 2, 3]  # one writer
     assert (tmp_path / "run/model/model.safetensors").is_file()
+
+    # one process on the same global batches
+    single = _model()
+    rows = train(single, _sources(), DDP_CONFIG, tmp_path / "single", progress=False)
+    for one, r0, r1 in zip(rows, d0["rows"], d1["rows"], strict=True):
+        for k in ("lm_loss", "mask_loss", "iou_loss", "loss"):
+            assert r0[k] == r1[k], (k, r0, r1)
+            assert abs(r0[k] - one[k]) <= 1e-5 * max(1.0, abs(one[k])), (k, r0[k], one[k])
+    assert any(r["mask_loss"] > 0 for r in rows)  # the mask terms were exercised
+    ddp = EarthXModel.load(tmp_path / "run/model")
+    ref = dict(single.named_parameters())
+    for n, p in ddp.named_parameters():
+        torch.testing.assert_close(p, ref[n], rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_sum_reduction_gives_the_global_token_mean():
+    """The sums of two shares of a batch, divided by their summed counts, are the batch's mean
+    losses; the mean of the two shares' means is not (their token counts differ)."""
+    from training.trainer import global_loss
+
+    model = _model()
+    src = _sources()
+    enc = [model.processor.encode(**{k: v for k, v in s[0].items() if k != "task"})
+           for s in src.values()]
+    with torch.no_grad():
+        whole = model(enc)
+        a, b = model(enc[:1], reduction="sum"), model(enc[1:], reduction="sum")
+        both = {k: a[k] + b[k] for k in a}
+        loss, report = global_loss(both, 1)
+        mean_a, mean_b = model(enc[:1]), model(enc[1:])
+    assert a["lm_tokens"] != b["lm_tokens"]
+    torch.testing.assert_close(loss, whole["loss"])
+    for k in ("loss", "lm_loss", "mask_loss", "iou_loss"):
+        assert abs(report[k] - float(whole[k])) < 1e-5, k
+    naive = (mean_a["lm_loss"] + mean_b["lm_loss"]) / 2
+    assert abs(float(naive) - float(whole["lm_loss"])) > 1e-3
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
+        model(enc, reduction="none")
