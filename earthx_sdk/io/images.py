@@ -149,6 +149,8 @@ def _load_tiff(path: Path, layout: str, max_pixels: int | None) -> LoadedImage:
         raise ValueError(f"image file {path}: not a readable TIFF ({type(e).__name__}: {e})") \
             from e
     with tf:
+        if not tf.series or not tf.pages:
+            raise ValueError(f"image file {path}: not a readable TIFF (no image in it)")
         series = tf.series[0]
         shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
         # GeoTIFF axes: YX, YXS (interleaved bands), SYX / IYX / CYX (planar or one page per band)
@@ -166,14 +168,41 @@ def _load_tiff(path: Path, layout: str, max_pixels: int | None) -> LoadedImage:
         geo, nodata = read_geotags(tags, f"image file {path}")
         try:
             data = tifffile.memmap(path, mode="r") if _memmappable(tf) else series.asarray()
+        except ValueError as e:
+            if "imagecodecs" not in str(e):
+                raise ValueError(f"image file {path}: TIFF pixel data cannot be decoded "
+                                 f"({type(e).__name__}: {e})") from e
+            data = _pil_tiff(path, (h, w, c), e)  # LZW etc. without imagecodecs: Pillow
         except Exception as e:
             raise ValueError(f"image file {path}: TIFF pixel data cannot be decoded "
                              f"({type(e).__name__}: {e})") from e
+        if layout_f == "chw" and data.ndim == 3 and data.shape[2] == c and c != shape[0]:
+            layout_f = "hwc"  # Pillow gave interleaved bands
     data = to_hwc(np.asarray(data) if not isinstance(data, np.memmap) else data,
                   layout_f if layout == "auto" else layout, f"image file {path}")
     st = path.stat()
     return LoadedImage(data, str(path), geo, nodata, ("file", str(path.resolve()), st.st_mtime_ns,
                                                        st.st_size))
+
+
+def _pil_tiff(path: Path, hwc: tuple[int, int, int], why: Exception) -> np.ndarray:
+    """Pixels of a compressed TIFF that tifffile cannot decode without the optional imagecodecs
+    package (LZW, for one): Pillow decodes the common ones losslessly, the same pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except Exception as e:
+        raise ValueError(f"image file {path}: TIFF pixel data cannot be decoded: tifffile says "
+                         f"{why}, and Pillow cannot decode it either ({type(e).__name__}: {e}); "
+                         f"pip install imagecodecs") from e
+    got = arr.shape if arr.ndim == 3 else (*arr.shape, 1)
+    if tuple(got) != tuple(hwc):
+        raise ValueError(f"image file {path}: Pillow decoded {list(got)} pixels where the TIFF "
+                         f"header says {list(hwc)} (HWC); pip install imagecodecs to read it "
+                         f"with tifffile")
+    return arr
 
 
 def _memmappable(tf) -> bool:

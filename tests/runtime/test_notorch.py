@@ -1,0 +1,69 @@
+"""The onnxruntime path runs where PyTorch is not installed: a subprocess in which `import torch`
+fails (sys.modules["torch"] = None before anything is imported) answers as this process does.
+
+CI also runs the torch-free runtime tests in a virtual environment without torch (.ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.runtime.cases import images
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = r"""
+import json, sys
+for name in ("torch", "transformers", "torchvision", "triton"):
+    sys.modules[name] = None  # any import of them raises ImportError
+import numpy as np
+from earthx_sdk import EarthX
+from earthx_sdk.prompts import Box, Polygon
+from tests.runtime.cases import images
+
+imgs = images()
+m = EarthX.load(sys.argv[1], device="cpu", threads=1)
+out = {}
+r = m.ask(imgs["optical"], "What is in <region>?", [Box(10, 8, 50, 40)], max_new_tokens=4)
+out["ask"] = [r.token_ids, r.masks, r.timings["vision"].backend, r.timings["fusion"].backend]
+r = m.segment(imgs["infrared"], prompts=[Polygon(((5, 5), (50, 8), (30, 40)))],
+              sensor="infrared")
+out["segment"] = [r.token_ids, r.masks]
+out["stream"] = "".join(m.stream(imgs["sar"], "Describe this image.", sensor="sar",
+                                 max_new_tokens=3))
+heavy = sorted(k for k, v in sys.modules.items()
+               if v is not None and k.split(".")[0] in ("torch", "transformers", "triton"))
+out["heavy"] = heavy
+print(json.dumps(out))
+"""
+
+
+def _run_without_torch(bundle) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-c", CHILD, str(bundle)], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_onnxruntime_path_without_torch(tiny_bundle, ort_model):
+    from earthx_sdk.prompts import Box, Polygon
+
+    got = _run_without_torch(tiny_bundle)
+    assert got["heavy"] == []
+    imgs = images()
+    r = ort_model.ask(imgs["optical"], "What is in <region>?", [Box(10, 8, 50, 40)],
+                      max_new_tokens=4)
+    assert got["ask"] == [r.token_ids, r.masks, "onnxruntime:CPUExecutionProvider", "native:_C"]
+    s = ort_model.segment(imgs["infrared"], prompts=[Polygon(((5, 5), (50, 8), (30, 40)))],
+                          sensor="infrared")
+    assert got["segment"] == [s.token_ids, s.masks]
+    assert got["stream"] == ort_model.ask(imgs["sar"], "Describe this image.", sensor="sar",
+                                          max_new_tokens=3).text
+    assert np.asarray(r.token_ids).size == 4
