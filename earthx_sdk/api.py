@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from earthx_sdk.defaults import resolve_bundle
 from earthx_sdk.io.images import load_image
 from earthx_sdk.predictor import (
     ImageState,
@@ -76,8 +77,8 @@ class EarthX:
         """Loads a bundle (onnxruntime) or a checkpoint directory (torch).
 
         Args:
-            bundle_or_checkpoint: a bundle directory (manifest.json) or a checkpoint directory
-                (EarthXModel.save).
+            bundle_or_checkpoint: a bundle directory (manifest.json), a checkpoint directory
+                (EarthXModel.save), or "default": the embedded model (earthx_sdk.defaults).
             backend: "auto" (a bundle runs on onnxruntime with the fastest execution provider
                 present, TensorRT > CUDA > CPU; a checkpoint on torch), "torch", "onnxruntime",
                 "tensorrt".
@@ -94,7 +95,7 @@ class EarthX:
         """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        path = Path(bundle_or_checkpoint)
+        path = resolve_bundle(bundle_or_checkpoint)  # "default": the embedded bundle
         kind = _kind(path)
         opts = Options(**options)
         if backend == "tensorrt":
