@@ -44,7 +44,10 @@ class LLMState:
         self.capacity = 0
         self._arrays: list[np.ndarray] = []  # per layer: key, value [1, kv_heads, capacity, hd]
         self._values: list = []  # OrtValues sharing the arrays' memory
-        self._binding = llm.session.io_binding()  # per state, so threads do not share one
+        # Decode-step outputs, preallocated and bound once: a step allocates nothing.
+        self._logits1 = np.empty((1, 1, llm.vocab_size), np.float32)
+        self._hidden1 = np.empty((1, 1, llm.hidden_size), np.float32)
+        self._binding = None  # per state, so threads decoding other states do not share one
         self._grow(capacity)
 
     def _grow(self, capacity: int) -> None:
@@ -61,6 +64,15 @@ class LLMState:
         self._arrays = arrays
         self._values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
         self.capacity = capacity
+        # The KV buffers are bound once (past and present the same buffer); each step rebinds
+        # only the embeddings, the mask and, when S changes, the outputs.
+        b = llm.session.io_binding()
+        for i in range(llm.num_layers):
+            for j in range(2):
+                b.bind_ortvalue_input(llm._past[i][j], self._values[2 * i + j])
+                b.bind_ortvalue_output(llm._present[i][j], self._values[2 * i + j])
+        self._binding = b
+        self._bound_s = 0  # the S the logits/hidden outputs are bound for (0: none)
 
     def reserve(self, positions: int) -> None:
         """Makes room for `positions` positions in total (one copy when the buffers grow)."""
@@ -226,17 +238,26 @@ class OrtLLM:
         total = state.length + S
         state.reserve(total)
         b = state._binding  # one binding per sequence: concurrent forwards of threads
-        b.bind_cpu_input("inputs_embeds",
-                         np.ascontiguousarray(embeds[None], dtype=np.float32))  # [1, S, hidden]
+        x = np.ascontiguousarray(embeds[None], dtype=np.float32)  # [1, S, hidden]
+        b.bind_cpu_input("inputs_embeds", x)
         b.bind_cpu_input("attention_mask", self._ones[:, :total])  # [1, past + S]
-        b.bind_output("logits")
-        b.bind_output("hidden_states")
-        values = state._values
-        for i in range(self.num_layers):
-            for j in range(2):
-                b.bind_ortvalue_input(self._past[i][j], values[2 * i + j])
-                b.bind_ortvalue_output(self._present[i][j], values[2 * i + j])
+        if S == 1:
+            logits, hidden = state._logits1, state._hidden1
+            if state._bound_s != 1:
+                _bind_out(b, logits, hidden)
+                state._bound_s = 1
+        else:
+            logits = np.empty((1, S, self.vocab_size), np.float32)
+            hidden = np.empty((1, S, self.hidden_size), np.float32)
+            _bind_out(b, logits, hidden)
+            state._bound_s = S
         self.session.run_with_iobinding(b)
-        logits, hidden = b.get_outputs()[:2]
         state.length = total
-        return logits.numpy()[0, -1], hidden.numpy()[0]  # [V], [S, hidden]
+        # copies: the decode-step buffers are reused by the next step
+        return logits[0, -1].copy(), hidden[0].copy()  # [V], [S, hidden]
+
+
+def _bind_out(b, logits: np.ndarray, hidden: np.ndarray) -> None:
+    """Binds preallocated numpy buffers as the graph's logits and hidden_states outputs."""
+    b.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+    b.bind_output("hidden_states", "cpu", 0, np.float32, list(hidden.shape), hidden.ctypes.data)
