@@ -10,7 +10,8 @@ image, it asks:
 
 prints each answer (for a sample, next to its ground truth from samples.json: the class name for
 classification, the class word for the caption, the mask IoU for the two masks), the latency of
-every stage, and writes an overlay PNG per image (masks filled, prompts drawn, answers written).
+every stage, and writes an overlay PNG per image (earthx_sdk.overlay: masks filled, prompts drawn;
+with the answers written below).
 
 Torch-free: it runs on whatever backend `EarthX.load` picks for the bundle (onnxruntime for the
 embedded one).
@@ -32,9 +33,6 @@ from earthx_sdk.result import STAGES, Result
 from earthx_sdk.runtime import phrasing
 
 QUESTIONS = ("box", "point", "polygon", "refer")
-# overlay colours (RGB): box, point, polygon, referring target
-COLOURS = {"box": (255, 196, 0), "point": (0, 200, 255), "polygon": (255, 64, 160),
-           "refer": (64, 255, 96)}
 
 
 @dataclass
@@ -187,85 +185,52 @@ def ask_all(model, image, sensor: str, prompts: dict, truth: dict | None = None,
 # overlays
 # -------------------------------------------------------------------------------------------
 
-def display_rgb(pixels: np.ndarray, sensor: str) -> np.ndarray:
-    """uint8 [H, W, 3] for a person to look at: optical as it is; SAR in dB and infrared
-    linearly, each stretched between its 2nd and 98th percentiles (grey); multispectral as its
-    R, G, B bands (B, G, R, NIR order), stretched."""
-    px = np.asarray(pixels)
-    if px.ndim == 2:
-        px = px[..., None]
-    if sensor == "optical" and px.dtype == np.uint8 and px.shape[2] == 3:
-        return px
-    x = np.abs(px).astype(np.float64) if np.iscomplexobj(px) else px.astype(np.float64)
-    if sensor == "sar":
-        x = 10 * np.log10(np.maximum(x[..., :1] ** 2, 1e-6))
-    elif sensor == "multispectral" and x.shape[2] >= 3:
-        x = x[..., [2, 1, 0]]
-    else:
-        x = x[..., :1]
-    lo, hi = np.nanpercentile(x, 2), np.nanpercentile(x, 98)
-    g = np.clip((x - lo) / max(hi - lo, 1e-9), 0, 1) * 255
-    g = np.nan_to_num(g).astype(np.uint8)
-    return np.repeat(g, 3, axis=2) if g.shape[2] == 1 else g
-
-
-def draw_overlay(rgb: np.ndarray, answers: list[Answer], scale: int = 2,
-                 title: str = ""):
-    """The image with the masks filled (translucent) and outlined, the prompts drawn (box
-    rectangle, point marker, polygon outline) and a legend of the answers below it.
+def draw_overlay(pixels: np.ndarray, answers: list[Answer], scale: int = 2, title: str = ""):
+    """The image as earthx_sdk.overlay renders it (masks filled and outlined in its palette,
+    prompts in red), enlarged `scale` times, with a legend of the questions and answers below.
 
     Returns:
         a PIL.Image (RGB).
     """
     from PIL import Image, ImageDraw
 
-    h, w = rgb.shape[:2]
-    base = rgb.astype(np.float64)
-    for a in answers:
-        if a.mask is not None and a.mask.any():
-            m = a.mask.astype(bool)
-            base[m] = 0.55 * base[m] + 0.45 * np.array(COLOURS[a.kind])
-            edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1)
-                         & np.roll(m, -1, 1))
-            base[edge] = COLOURS[a.kind]
-    img = Image.fromarray(base.clip(0, 255).astype(np.uint8)).resize((w * scale, h * scale),
-                                                                     Image.NEAREST)
+    from earthx_sdk.overlay import PALETTE, PROMPT_COLOR, render
+
+    px = np.asarray(pixels)
+    if px.ndim == 2:
+        px = px[..., None]
+    h, w = px.shape[:2]
+    with_mask = [a for a in answers if a.mask is not None]
+    masks = (np.stack([a.mask for a in with_mask]) if with_mask
+             else np.zeros((0, h, w), np.uint8))
+    prompts = [a.prompt for a in answers if a.prompt is not None]
+    img = Image.fromarray(render(px, masks, prompts)).resize((w * scale, h * scale),
+                                                             Image.NEAREST)
     line_h = 12
     legend = 4 + line_h * (len(answers) + (1 if title else 0))
     canvas = Image.new("RGB", (w * scale, h * scale + legend), (0, 0, 0))
     canvas.paste(img, (0, 0))
     d = ImageDraw.Draw(canvas)
-    for a in answers:
-        c = COLOURS[a.kind]
-        p = a.prompt
-        if isinstance(p, Box):
-            d.rectangle([p.x0 * scale, p.y0 * scale, p.x1 * scale - 1, p.y1 * scale - 1],
-                        outline=c, width=2)
-        elif isinstance(p, Point):
-            x, y, r = p.x * scale, p.y * scale, 5
-            d.ellipse([x - r, y - r, x + r, y + r], outline=c, width=2)
-            d.line([x - r - 3, y, x + r + 3, y], fill=c)
-            d.line([x, y - r - 3, x, y + r + 3], fill=c)
-        elif isinstance(p, Polygon):
-            pts = [(x * scale, y * scale) for x, y in p.vertices]
-            d.line(pts + pts[:1], fill=c, width=2)
     y = h * scale + 2
     if title:
-        d.text((4, y), title, fill=(255, 255, 255))
+        d.text((4, y), title + " (prompts in red)", fill=(255, 255, 255))
         y += line_h
     for a in answers:
+        colour = (PALETTE[with_mask.index(a) % len(PALETTE)] if a.mask is not None
+                  else PROMPT_COLOR)
         mark = "" if a.correct is None else (" [ok]" if a.correct else " [differs]")
         iou = "" if a.iou is None else f" IoU {a.iou:.2f}"
-        label = f"{a.kind}: {a.text or '(empty)'}{iou}{mark}"
-        d.text((4, y), label[: max(20, w * scale // 6)], fill=COLOURS[a.kind])
+        text = "mask" if a.mask is not None else (a.text or "(empty)")
+        label = f"{a.kind}: {text}{iou}{mark}"
+        d.text((4, y), label[: max(20, w * scale // 6)], fill=colour)
         y += line_h
     return canvas
 
 
-def write_overlay(path: Path, image_pixels: np.ndarray, sensor: str, answers: list[Answer],
+def write_overlay(path: Path, image_pixels: np.ndarray, answers: list[Answer],
                   title: str = "") -> Path:
     """Writes the overlay PNG (temporary name, then renamed)."""
-    im = draw_overlay(display_rgb(image_pixels, sensor), answers, title=title)
+    im = draw_overlay(image_pixels, answers, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     im.save(tmp, format="PNG")
@@ -381,8 +346,8 @@ def run(bundle: str = "default", image: str | None = None, sensor: str = "auto",
             sens = guess_sensor(loaded, model.engine.spec.channels)
         answers = ask_all(model, path, sens, ps, truth)
         rep = SceneReport(name, path, sens, answers)
-        rep.overlay = str(write_overlay(out / f"{name}_overlay.png", loaded.pixels, sens,
-                                        answers, title=f"{name} ({sens})"))
+        rep.overlay = str(write_overlay(out / f"{name}_overlay.png", loaded.pixels, answers,
+                                        title=f"{name} ({sens})"))
         print_answers(rep, emit)
         emit(f"  overlay: {rep.overlay}")
         reports.append(rep)

@@ -18,15 +18,7 @@ import numpy as np
 import pytest
 
 from earthx_sdk import cli, defaults
-from earthx_sdk.demo import (
-    COLOURS,
-    Answer,
-    caption_mentions,
-    class_matches,
-    display_rgb,
-    draw_overlay,
-    mask_iou,
-)
+from earthx_sdk.demo import Answer, caption_mentions, class_matches, draw_overlay, mask_iou
 from earthx_sdk.prompts import Box, Polygon
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,6 +127,7 @@ def test_demo_writes_overlays_and_prints_answers_and_latency(demo_run):
 
         with Image.open(png) as im:
             h, w = defaults.samples()[0]["size"]
+            assert im.mode == "RGB"
             assert im.width == 2 * w and im.height > 2 * h
         for a in r.answers:
             assert a.timings["prefill"] > 0  # every request ran the LLM
@@ -183,28 +176,20 @@ def test_demo_cli_refuses_bad_input(argv, message, capsys):
 # -- overlay drawing and matching rules -----------------------------------------------------
 
 def test_overlay_draws_prompts_and_masks():
+    from earthx_sdk.overlay import PROMPT_COLOR
+
     rgb = np.full((40, 50, 3), 100, np.uint8)
     mask = np.zeros((40, 50), np.uint8)
     mask[20:30, 5:15] = 1
     answers = [Answer("box", "q", Box(30, 5, 45, 15), "ship"),
                Answer("polygon", "q", Polygon(((5, 20), (15, 20), (15, 30))), "<seg>",
                       mask=mask)]
-    im = np.asarray(draw_overlay(rgb, answers, scale=2))
-    assert im.shape[1] == 100 and im.shape[0] > 80
-    assert tuple(im[10, 60]) == COLOURS["box"]  # the box's left edge at x = 30 (scaled 2x)
-    inside = im[2 * 25, 2 * 10].astype(int)  # the mask's interior: tinted toward its colour
+    im = np.asarray(draw_overlay(rgb, answers, scale=2, title="t"))
+    assert im.shape[1] == 100 and im.shape[0] > 80 + 2 * 12  # the image 2x, a legend below
+    assert tuple(im[20, 60]) == PROMPT_COLOR  # the box's left edge at x = 30 (scaled 2x)
+    inside = im[2 * 27, 2 * 8].astype(int)  # the mask's interior: tinted toward its colour
     assert not np.array_equal(inside, [100, 100, 100])
     assert tuple(im[2 * 5, 2 * 5]) == (100, 100, 100)  # outside everything: untouched
-
-
-def test_display_rgb_stretches_sar_and_infrared():
-    sar = np.random.default_rng(0).gamma(4, 0.25, (16, 16)).astype(np.float32)
-    ir = (29000 + np.arange(256, dtype=np.uint16)).reshape(16, 16)
-    for img, sensor in ((sar, "sar"), (ir, "infrared")):
-        d = display_rgb(img, sensor)
-        assert d.shape == (16, 16, 3) and d.dtype == np.uint8
-        assert d.min() == 0 and d.max() == 255
-    assert display_rgb(ir, "infrared")[0, 0, 0] < display_rgb(ir, "infrared")[-1, -1, 0]
 
 
 def test_matching_rules():
