@@ -185,9 +185,11 @@ def ask_all(model, image, sensor: str, prompts: dict, truth: dict | None = None,
 # overlays
 # -------------------------------------------------------------------------------------------
 
-def draw_overlay(pixels: np.ndarray, answers: list[Answer], scale: int = 2, title: str = ""):
+def draw_overlay(pixels: np.ndarray, answers: list[Answer], scale: int | None = None,
+                 title: str = ""):
     """The image as earthx_sdk.overlay renders it (masks filled and outlined in its palette,
-    prompts in red), enlarged `scale` times, with a legend of the questions and answers below.
+    prompts in red), enlarged `scale` times (None: to about 448 px, never shrunk), with a legend
+    of the questions and answers below.
 
     Returns:
         a PIL.Image (RGB).
@@ -200,6 +202,8 @@ def draw_overlay(pixels: np.ndarray, answers: list[Answer], scale: int = 2, titl
     if px.ndim == 2:
         px = px[..., None]
     h, w = px.shape[:2]
+    if scale is None:
+        scale = max(1, round(448 / max(h, w)))
     with_mask = [a for a in answers if a.mask is not None]
     masks = (np.stack([a.mask for a in with_mask]) if with_mask
              else np.zeros((0, h, w), np.uint8))
