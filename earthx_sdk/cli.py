@@ -59,8 +59,23 @@ def info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "backends": backends,
+        "auto": _auto(backends),
         "native": {**native, "cuda_devices": cuda_devices},
     }
+
+
+def _auto(backends: dict) -> dict:
+    """What backend="auto" runs here: a bundle on onnxruntime (its execution providers, fastest
+    first), a checkpoint on torch."""
+    out = {"checkpoint": "torch" if backends["torch"]["available"] else "unavailable (no torch)"}
+    if backends["onnxruntime"]["available"]:
+        from earthx_sdk.runtime.ort_backend import resolve_providers
+
+        providers = [p[0] if isinstance(p, tuple) else p for p in resolve_providers("auto")]
+        out["bundle"] = "onnxruntime (" + ", ".join(providers) + ")"
+    else:
+        out["bundle"] = "unavailable (no onnxruntime)"
+    return out
 
 
 def _print_info(d: dict) -> None:
@@ -69,6 +84,8 @@ def _print_info(d: dict) -> None:
     print("backends:")
     for name, b in d["backends"].items():
         print(f"  {name:<13} {b['version'] if b['available'] else 'no (' + b['error'] + ')'}")
+    print(f"backend=auto: bundle -> {d['auto']['bundle']}; checkpoint -> "
+          f"{d['auto']['checkpoint']}")
     for op, impls in d["kernels"].items():
         print(f"{op} kernels: " + ", ".join(f"{k} ({v})" for k, v in impls.items()))
     if n["built"]:
