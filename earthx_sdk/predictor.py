@@ -358,6 +358,17 @@ def _backend(eng: Engine) -> dict:
     return {"name": eng.name, **eng.describe()}
 
 
+def _accumulate(total: dict[str, StageTiming], part: dict[str, StageTiming]) -> None:
+    """Adds one request's stage timings into a total (a stage ran if it ran in any)."""
+    for k, t in part.items():
+        acc = total[k]
+        if t.status != "skipped":
+            acc.backend, acc.precision = t.backend, t.precision
+            acc.status = "ran" if "ran" in (acc.status, t.status) else t.status
+            acc.seconds += t.seconds
+            acc.calls += t.calls
+
+
 def drain(gen: Iterator[int]):
     """Runs a request generator to its end; returns its value."""
     while True:
@@ -420,13 +431,7 @@ def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_to
         part = drain(run_request(state, question, shifted, max_new_tokens=max_new_tokens,
                                  temperature=temperature, seed=seed, forced=forced,
                                  box=tuple(b)))
-        for k, t in part.timings.items():
-            acc = tm[k]
-            if t.status != "skipped":
-                acc.backend, acc.precision = t.backend, t.precision
-                acc.status = "ran" if "ran" in (acc.status, t.status) else t.status
-                acc.seconds += t.seconds
-                acc.calls += t.calls
+        _accumulate(tm, part.timings)
         t0 = time.perf_counter()
         th, tw = int(b[2] - b[0]), int(b[3] - b[1])
         if part.mask_logits is not None:
@@ -445,7 +450,7 @@ def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_to
     masks, scores = [], []
     t0 = time.perf_counter()
     overlap = state.options.tile_overlap
-    for qi, runs in enumerate(per_job):
+    for runs in per_job:
         if not runs:
             full = np.zeros((h, w), np.uint8)
             score = 0.0
@@ -456,7 +461,6 @@ def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_to
             score = float(np.mean(got)) if got else 0.0
         masks.append(_rle_str(rle_encode(full)))
         scores.append(score)
-        del qi
     tm["postprocess"].add(time.perf_counter() - t0, 0)
     tok = state.engine.tokenizer
     text = " ".join(_decode_text(tok, t) for t in texts)
@@ -625,13 +629,7 @@ def merge(results: list[Result], prompts: list) -> Result:
     first = results[0]
     tm = new_timings()
     for r in results:
-        for k, t in r.timings.items():
-            acc = tm[k]
-            if t.status != "skipped":
-                acc.backend, acc.precision = t.backend, t.precision
-                acc.status = "ran" if "ran" in (acc.status, t.status) else t.status
-                acc.seconds += t.seconds
-                acc.calls += t.calls
+        _accumulate(tm, r.timings)
     return Result(" ".join(r.text for r in results), [i for r in results for i in r.token_ids],
                   _regions(prompts, first.image_hw), [m for r in results for m in r.masks],
                   [s for r in results for s in r.scores], tm, first.sensor, first.image_hw,
