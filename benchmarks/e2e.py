@@ -324,10 +324,13 @@ def one_request(b: Backend, case: E2ECase, imgs: dict) -> dict:
     model = EarthX(b.engine, b.options)
     llm = b.engine.llm
     start = len(llm.lengths)
-    gc.collect()
-    t0 = time.perf_counter()
-    r = run(model, case, imgs)
-    wall = time.perf_counter() - t0
+    gc.disable()  # no collection pause inside a timed request (the loaded models are frozen)
+    try:
+        t0 = time.perf_counter()
+        r = run(model, case, imgs)
+        wall = time.perf_counter() - t0
+    finally:
+        gc.enable()
     stages = {s: r.timings[s].seconds for s in STAGES}
     # per request (a tiled segment makes one per tile): prompt length and decode-step lengths
     lengths = llm.lengths[start:]
@@ -439,14 +442,17 @@ def measure_preset(preset: str, names: list[str], the_cases: list[E2ECase], imgs
         loaded.append(b)
     ready = [b for b in loaded if b.engine is not None]
 
-    # warm-up round (sessions opened, thread pools, torch.compile), then the timed rounds
+    # warm-up round (sessions opened, thread pools, torch.compile), then the timed rounds.
+    # A full collection over torch + transformers takes about a second here: the loaded
+    # objects are frozen out of the collector's sight instead of collected before each request.
+    gc.collect()
+    gc.freeze()
     runs: dict = {(c.name, b.name): [] for c in the_cases for b in ready}
     for rnd in range(repeat + 1):
         for c in the_cases:
             for b in ready:
                 if b.engine is None:
                     continue
-                gc.collect()
                 base = rss_bytes()
                 reset_peak()
                 t0 = time.perf_counter()
@@ -462,6 +468,8 @@ def measure_preset(preset: str, names: list[str], the_cases: list[E2ECase], imgs
                     b.run_peak_bytes = max(b.run_peak_bytes, peak - base)
                 if rnd == 0:
                     b.warmup_s += time.perf_counter() - t0
+                    log(f"[{preset}] warm-up {c.name} on {b.name}: "
+                        f"{time.perf_counter() - t0:.1f} s")
                 else:
                     runs[(c.name, b.name)].append(res)
         log(f"[{preset}] round {rnd}/{repeat} done" + (" (warm-up)" if rnd == 0 else ""))
@@ -486,6 +494,7 @@ def measure_preset(preset: str, names: list[str], the_cases: list[E2ECase], imgs
     for b in loaded:
         b.engine = None
     del loaded, ready
+    gc.unfreeze()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -278,11 +278,40 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def bench(argv: list[str]) -> int:
+    """`earthx bench ARGS`: `python -m benchmarks.e2e ARGS`, from a source checkout.
+
+    The benchmarks live in the repository's `benchmarks/`, outside the installed package: they
+    are found next to the `earthx_sdk` being run (an editable install, or PYTHONPATH at the
+    checkout), and their absence is said, not hidden.
+    """
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "e2e.py").is_file():
+        print(f"earthx bench: the benchmarks run from a source checkout of the EarthX SDK (its "
+              f"benchmarks/ folder is not part of the installed package, and there is none next "
+              f"to {Path(__file__).resolve().parent}); clone the repository, pip install -e "
+              f"'.[bench]' there and run `earthx bench` (or python -m benchmarks.e2e) from it",
+              file=sys.stderr)
+        return 2
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks import e2e
+
+    return e2e.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its options are benchmarks.e2e's own
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="earthx", description="EarthX SDK command line")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="version, available backends and the native build")
     p_info.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_parser("bench", help="end-to-end latency benchmark, from a source checkout "
+                   "(earthx bench --help lists its options)")
     p_ask = sub.add_parser("ask", help="ask a question about an image (text streamed)")
     _model_args(p_ask)
     p_ask.add_argument("question", help='the question; "<region>" marks where each prompt goes')

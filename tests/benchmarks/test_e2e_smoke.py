@@ -123,3 +123,21 @@ def test_e2e_tiny_one_round(tmp_path, capsys):
     assert cap["decode_steps_per_request"] >= 1 and cap["decode_tokens_per_s"] > 0
     assert 0 < cap["decode_pct_bw_limit"]
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_earthx_bench_forwards_to_the_benchmark(capsys):
+    from earthx_sdk import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["bench", "--preset", "huge"])
+    assert e.value.code == 2
+    assert "--preset: ['huge'] not in ['tiny', 'small', 'base']" in capsys.readouterr().err
+
+
+def test_earthx_bench_outside_a_checkout(tmp_path, monkeypatch, capsys):
+    from earthx_sdk import cli
+
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "earthx_sdk" /
+                                             "cli.py"))
+    assert cli.main(["bench", "--preset", "tiny"]) == 2
+    assert "the benchmarks run from a source checkout" in capsys.readouterr().err
