@@ -101,11 +101,13 @@ class EarthX:
         if backend == "tensorrt":
             from earthx_sdk import _ext
 
-            raise RuntimeError(
-                "backend='tensorrt': the TensorRT engine runner is not available in this "
-                f"installation (earthx_sdk._C built: {_ext.native_available()}, TensorRT "
-                f"compiled: {_ext.build_info().get('tensorrt_compiled', False)}); use "
-                "backend='onnxruntime' (its TensorRT execution provider is used where present)")
+            built = bool(_ext.build_info().get("tensorrt_compiled", False))
+            why = ("the _C engine runner is compiled, but the runtime has no TensorRT sessions "
+                   "yet (untestable without TensorRT here)" if built else
+                   "the TensorRT engine runner is not available in this installation "
+                   f"(earthx_sdk._C built: {_ext.native_available()}, TensorRT compiled: no)")
+            raise RuntimeError(f"backend='tensorrt': {why}; use backend='onnxruntime' (its "
+                               f"TensorRT execution provider is used where present)")
         if kind == "checkpoint":
             if backend == "onnxruntime":
                 raise ValueError(f"{path} is a checkpoint: the onnxruntime backend runs a bundle; "
