@@ -44,7 +44,7 @@ def _draw_prompt(draw, p, width: int) -> None:
     from earthx_sdk.prompts import Box, Mask, Point, Polygon, Scribble
 
     if isinstance(p, Point):
-        r = max(p.radius, 3.0)
+        r = max(p.radius, 3.0 * width + 2)  # visible at any scale
         draw.ellipse([p.x - r, p.y - r, p.x + r, p.y + r], outline=PROMPT_COLOR, width=width)
     elif isinstance(p, Box):
         draw.rectangle([p.x0, p.y0, p.x1, p.y1], outline=PROMPT_COLOR, width=width)

@@ -48,8 +48,11 @@ class TorchVision:
 
 class TorchFusion:
     def __init__(self, model, device: torch.device) -> None:
+        from earthx_sdk.ops.region_pool import available_impls
+
         self.model, self.device = model, device
-        self.backend = f"torch:{device.type}"
+        impls = available_impls(device)  # what region_pool(impl="auto") dispatches to
+        self.backend = f"torch:{device.type} (region_pool {impls[-1]})"
         self.precision = "fp32"
 
     @torch.no_grad()

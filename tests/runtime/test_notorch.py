@@ -67,3 +67,13 @@ def test_onnxruntime_path_without_torch(tiny_bundle, ort_model):
     assert got["stream"] == ort_model.ask(imgs["sar"], "Describe this image.", sensor="sar",
                                           max_new_tokens=3).text
     assert np.asarray(r.token_ids).size == 4
+
+
+def test_importing_the_api_imports_no_backend():
+    code = ("import sys, earthx_sdk; from earthx_sdk import EarthX; import earthx_sdk.cli; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'transformers', 'triton') "
+            "if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]"
