@@ -26,7 +26,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from earthx_sdk.io.images import DEFAULT_MAX_PIXELS, LoadedImage, guess_sensor, load_image
-from earthx_sdk.prompts import PROMPT_CLASSES, Box, Mask, Point, Polygon, Prompt, Scribble
+from earthx_sdk.prompts import (
+    PROMPT_CLASSES,
+    Box,
+    Mask,
+    Point,
+    Polygon,
+    Prompt,
+    Scribble,
+    check_in_image,
+)
 from earthx_sdk.result import Result, StageTiming, new_timings
 from earthx_sdk.runtime import phrasing
 from earthx_sdk.runtime.decode import DecodeStats, check_sampling, decode
@@ -415,6 +424,11 @@ def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_to
     from earthx_sdk.ops.masks import postprocess_masks, rle_encode
     from earthx_sdk.ops.tiling import stitch_masks
 
+    k = 0
+    for _, prompts in jobs:  # against the whole image first: no tile would touch such a prompt
+        for p in prompts:
+            check_in_image(p, state.hw, k)
+            k += 1
     grid = state.tiles()
     tm = new_timings()
     plan = []

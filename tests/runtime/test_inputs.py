@@ -248,3 +248,22 @@ def test_tiled_segment_stitches_the_tiles_it_ran(ort_model):
     assert small.tiles == 1
     with pytest.raises(ValueError, match="runs tiled, where a text with <region>"):
         tiled.segment(img, "Segment <region>.", [box])
+    with pytest.raises(ValueError, match="prompts\\[1\\]: point .* wholly outside the image "
+                                         "of 200x150"):
+        tiled.segment(img, prompts=[box, Point(500, 20)])
+
+
+def test_uncompressed_tiff_is_memory_mapped_and_tiles(ort_model, tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(6)
+    img = (rng.random((130, 170, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "scene.tif", img)
+    im = load_image(tmp_path / "scene.tif")
+    assert isinstance(im.pixels, np.memmap)  # nothing read before it is needed
+    r = ort_model.with_options(tile_size=64, tile_overlap=8).segment(
+        tmp_path / "scene.tif", prompts=[Box(100, 60, 160, 120)])
+    assert r.tiles >= 1 and r.mask(0).shape == (130, 170)
+    want = ort_model.with_options(tile_size=64, tile_overlap=8).segment(
+        img, prompts=[Box(100, 60, 160, 120)])
+    assert r.masks == want.masks
