@@ -5,6 +5,8 @@
   region classification with every prompt type (SS, S-IoU, exact-match accuracy) and referring
   segmentation (gIoU, cIoU at image resolution), asked through the SDK (`EarthX.ask`; referring
   questions with their answer constrained to begin with `<seg>`, as `EarthX.segment` does).
+  The questions and prompts are those `python -m training.eval` draws (same seeds, same rng
+  sequence), so the bundle's classification figures compare one to one with the checkpoint's.
 - Real deepforest trees (NEON, SOAP_061, the held-out half of its boxes: training.datasets.
   deepforest split "eval"): dead / live classification accuracy of box prompts, and box-prompted
   region captions (the share that says "tree", with examples); also on OSBS_029's held-out boxes.
@@ -104,7 +106,12 @@ def synthetic(model, spec, scenes: int = 8, log=None) -> dict:
                 continue
             a = acc.setdefault(sensor, {"cls_pred": [], "cls_gt": [], "seg_pred": [],
                                         "seg_gt": []})
-            for sample in samples_for(rec, tasks=("region_class", "refer_seg"), rng=rng):
+            # the tasks python -m training.eval draws, so both see the same questions and
+            # prompts (captions are drawn and not asked here)
+            for sample in samples_for(rec, tasks=("region_class", "refer_seg", "caption"),
+                                      rng=rng):
+                if sample["task"] == "caption":
+                    continue
                 if sample["task"] == "region_class":
                     r = model.ask(rec.image, sample["question"], sample["prompts"],
                                   sensor=sensor, max_new_tokens=16)
