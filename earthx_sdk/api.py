@@ -21,6 +21,7 @@ One EarthX object serves many threads.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from earthx_sdk.defaults import resolve_bundle
-from earthx_sdk.io.images import load_image
+from earthx_sdk.io.images import file_key, load_image
 from earthx_sdk.predictor import (
     ImageState,
     Options,
@@ -127,6 +128,13 @@ class EarthX:
 
     def image_state(self, image, sensor: str = "auto", layout: str = "auto") -> ImageState:
         """The (cached) state of an image: its reading, sensor, and encoded views."""
+        if isinstance(image, (str, os.PathLike)):  # a file seen before is not read again
+            fkey = file_key(image)
+            with self._lock:
+                st = self._cache.get((fkey, sensor)) if fkey is not None else None
+                if st is not None:
+                    self._cache.move_to_end((fkey, sensor))
+                    return st
         loaded = load_image(image, layout, self.options.max_pixels)
         key = None if loaded.key is None else (loaded.key, sensor)
         if key is not None:

@@ -122,6 +122,17 @@ def to_hwc(array: np.ndarray, layout: str = "auto", where: str = "image") -> np.
     return array
 
 
+def file_key(path: str | os.PathLike) -> tuple | None:
+    """The cache key of an image file (its resolved path, modification time and size), or None
+    when it is not a file."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return ("file", str(p.resolve()), st.st_mtime_ns, st.st_size) if p.is_file() else None
+
+
 def _array_key(a: np.ndarray) -> tuple | None:
     if a.nbytes > _HASH_LIMIT:
         return None
@@ -180,9 +191,7 @@ def _load_tiff(path: Path, layout: str, max_pixels: int | None) -> LoadedImage:
             layout_f = "hwc"  # Pillow gave interleaved bands
     data = to_hwc(np.asarray(data) if not isinstance(data, np.memmap) else data,
                   layout_f if layout == "auto" else layout, f"image file {path}")
-    st = path.stat()
-    return LoadedImage(data, str(path), geo, nodata, ("file", str(path.resolve()), st.st_mtime_ns,
-                                                       st.st_size))
+    return LoadedImage(data, str(path), geo, nodata, file_key(path))
 
 
 def _pil_tiff(path: Path, hwc: tuple[int, int, int], why: Exception) -> np.ndarray:
@@ -228,9 +237,8 @@ def _load_rasterio(path: Path, max_pixels: int | None) -> LoadedImage:
                       ds.crs.to_epsg() if ds.crs is not None else None) if not t.is_identity \
             else None
         nodata = ds.nodata
-    st = path.stat()
     return LoadedImage(to_hwc(data, "chw", f"image file {path}"), str(path), geo, nodata,
-                       ("file", str(path.resolve()), st.st_mtime_ns, st.st_size))
+                       file_key(path))
 
 
 def _from_pil(im, where: str, max_pixels: int | None) -> np.ndarray:
@@ -268,9 +276,8 @@ def _load_pil(path: Path, max_pixels: int | None) -> LoadedImage:
     with im:
         Image.MAX_IMAGE_PIXELS = None  # our own limit (checked from the header) applies
         arr = _from_pil(im, f"image file {path}", max_pixels)
-    st = path.stat()
     return LoadedImage(to_hwc(arr, "hwc", f"image file {path}"), str(path), None, None,
-                       ("file", str(path.resolve()), st.st_mtime_ns, st.st_size))
+                       file_key(path))
 
 
 def load_image(source, layout: str = "auto",

@@ -267,3 +267,23 @@ def test_uncompressed_tiff_is_memory_mapped_and_tiles(ort_model, tmp_path):
     want = ort_model.with_options(tile_size=64, tile_overlap=8).segment(
         img, prompts=[Box(100, 60, 160, 120)])
     assert r.masks == want.masks
+
+
+def test_a_file_seen_before_is_not_read_again(ort_model, files, monkeypatch, tmp_path):
+    from earthx_sdk import api
+
+    model = ort_model.with_options()
+    calls = []
+    real = api.load_image
+    monkeypatch.setattr(api, "load_image", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    path = tmp_path / "a.png"
+    shutil.copy(files / "a.png", path)
+    r1 = model.ask(path, "Describe this image.", max_new_tokens=1)
+    r2 = model.ask(str(path), "Describe this image.", max_new_tokens=1)
+    assert len(calls) == 1 and r2.timings["vision"].status == "cached"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((72, 96, 3), np.uint8)).save(path)  # the file changes: read anew
+    r3 = model.ask(path, "Describe this image.", max_new_tokens=1)
+    assert len(calls) == 2 and r3.timings["vision"].status == "ran"
+    assert r1.token_ids == r2.token_ids
