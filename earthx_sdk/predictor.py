@@ -262,7 +262,9 @@ def run_request(state: ImageState, question: str, prompts: list, *,
                 history: Sequence[tuple[str, str]] = (), max_new_tokens: int = 64,
                 temperature: float = 0.0, seed: int | None = 0, forced: Sequence[int] = (),
                 box=None) -> Iterator[int]:
-    """Yields generated token ids; returns (StopIteration.value) a `_Partial`.
+    """Runs a request up to the LLM (validation, encoding, fusion, prompt encoder: at once, so
+    bad input raises here) and returns the decode as a generator: it yields the generated token
+    ids and returns (StopIteration.value) a `_Partial`.
 
     Raises:
         ValueError: bad sampling settings, a <region> count that differs from the prompts, a
@@ -321,6 +323,14 @@ def run_request(state: ImageState, question: str, prompts: list, *,
         flat = region.reshape(-1, region.shape[-1])  # [R * n, hidden]
         emb[reg_pos] = flat[: reg_pos.size]
 
+    return _decode_phase(eng, view, emb, states, tm, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed, forced=forced)
+
+
+def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
+                  max_new_tokens: int, temperature: float, seed: int | None,
+                  forced: Sequence[int]) -> Iterator[int]:
+    tok = eng.tokenizer
     stats = DecodeStats()
     yield from decode(eng.llm, emb, eos_id=tok.eos_id, seg_id=tok.seg_id,
                       max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
@@ -589,9 +599,9 @@ class Predictor:
                temperature: float = 0.0, seed: int | None = 0,
                history: Sequence[tuple[str, str]] = ()) -> Stream:
         """Like ask, but iterating the returned Stream yields text pieces as they are decoded;
-        `Stream.result` holds the Result once the iteration is done."""
+        `Stream.result` holds the Result once the iteration is done. Bad input raises here,
+        before the Stream is returned."""
         st, prompts = self._st(), _check_prompts(prompts)
-        _check_regions(text, history, prompts)
         gen = run_request(st, text, prompts, history=history, max_new_tokens=max_new_tokens,
                           temperature=temperature, seed=seed)
         return Stream(self.engine.tokenizer, gen,

@@ -249,3 +249,9 @@ def test_polygon_prompt_partly_outside_is_clipped(torch_model, imgs):
                         [Polygon(((-20, -20), (40, -10), (30, 30)))], sensor="optical",
                         max_new_tokens=1)
     assert r.regions[0]["bbox"][:2] == [0.0, 0.0]
+
+
+def test_stream_refuses_bad_input_at_the_call(ort_model, imgs):
+    with pytest.raises(ValueError, match="wholly outside"):
+        ort_model.stream(imgs["optical"], "What is in <region>?", [Box(300, 300, 400, 400)],
+                         sensor="optical")
