@@ -3,9 +3,22 @@ model), AdamW with warmup, optional bf16 autocast and gradient checkpointing, ch
 resume, a JSONL metrics log and a progress bar.
 
 Data parallel: under `torchrun --nproc_per_node N python -m training ...` each process takes every
-N-th sample of the global batch (all draw the same batches from the seeded sampler), gradients are
+N-th sample of the global batch (all draw the same batches from the seeded sampler); the loss is the
+global batch's mean over answer tokens and target masks (the counts are all-reduced, see
+`global_loss`), so N processes compute what one process computes on the same batch. Gradients are
 averaged by DistributedDataParallel (gloo on CPU, nccl on GPUs), and rank 0 alone writes logs,
-checkpoints and the model. FSDP (sharded parameters) is not implemented.
+checkpoints and the model.
+
+FSDP (`parallel="fsdp"`): parameters, gradients and optimizer state sharded with FSDP2's
+`torch.distributed.fsdp.fully_shard` (works on gloo CPU and on GPUs). The older
+`FullyShardedDataParallel` class refuses CPU ("FSDP needs a non-CPU accelerator device, but no
+accelerator device is detected") and is not used. FSDP2 reduce-scatters the gradients of the
+parameters that have one, so every process must give a gradient to the same parameters: with
+fsdp every trainable parameter takes part in every step (`touch_all`: a zero-weighted term,
+so a parameter the batch does not reach gets a zero gradient and AdamW moves it by its momentum
+instead of skipping it). An FSDP run saves the final model (gathered); periodic checkpoints,
+resume and LoRA are not implemented for it (the sharded optimizer state would need
+torch.distributed.checkpoint) and are refused with an error.
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 
 AMP_MODES = ("none", "bf16")
 SCHEDULES = ("constant", "cosine")
+PARALLEL_MODES = ("ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,9 @@ class TrainConfig:
         lr_mult: (parameter-name prefix, factor) pairs: parameters under a prefix train at
             lr * factor (the first matching prefix wins), e.g. (("mask_decoder", 3.0),).
         mask_loss_weight: factor on the mask terms (BCE + Dice and IoU regression) of the loss.
+        parallel: "ddp" or "fsdp": how processes under torchrun share the work.
+        touch_all: every trainable parameter gets a gradient every step (zero where the batch
+            does not reach it); always on under fsdp.
         seed: seeds the sampler and torch.
         mixture: (source, weight) pairs; sources not named get weight 0; empty = uniform.
         freeze: parameter-name prefixes to freeze ("vision.vit", "vision.convnext", "llm", ...).
@@ -72,6 +89,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     lr_mult: tuple[tuple[str, float], ...] = ()
     mask_loss_weight: float = 1.0
+    parallel: str = "ddp"
+    touch_all: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -94,6 +113,14 @@ class TrainConfig:
         if not (self.mask_loss_weight >= 0 and math.isfinite(self.mask_loss_weight)):
             raise ValueError(f"TrainConfig.mask_loss_weight must be finite and >= 0, got "
                              f"{self.mask_loss_weight}")
+        if self.parallel not in PARALLEL_MODES:
+            raise ValueError(f"TrainConfig.parallel must be one of {PARALLEL_MODES}, got "
+                             f"{self.parallel!r}")
+        if self.parallel == "fsdp" and (self.save_every or self.lora_rank):
+            raise ValueError("TrainConfig.parallel='fsdp' saves only the final model: periodic "
+                             "checkpoints (save_every) and LoRA (lora_rank) are not implemented "
+                             f"with it, got save_every={self.save_every}, "
+                             f"lora_rank={self.lora_rank}")
         if any(w < 0 for _, w in self.mixture):
             raise ValueError(f"TrainConfig.mixture weights must be >= 0, got {self.mixture}")
 
@@ -169,6 +196,10 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
     ckpt = out / "checkpoint"
     if ckpt.exists() and not resume:
         raise FileExistsError(f"{ckpt} exists: pass resume=True (--resume) or another --out")
+    fsdp = world > 1 and cfg.parallel == "fsdp"
+    if fsdp and resume:
+        raise ValueError("resume is not implemented for parallel='fsdp' runs (they write no "
+                         "checkpoint)")
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -177,6 +208,11 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:
         model.llm.gradient_checkpointing_enable()
+    net = _Losses(model, touch_all=cfg.touch_all or cfg.parallel == "fsdp")
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(net)  # the parameters become sharded DTensors: the optimizer comes after
     groups = param_groups(model, cfg.lr_mult)
     params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -191,12 +227,11 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
             _truncate_log(log_path, step)
     if main_proc:
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    net = model
-    if world > 1:
+    if world > 1 and not fsdp:
         from torch.nn.parallel import DistributedDataParallel
 
         # not every batch reaches every part (the mask decoder needs a <seg>)
-        net = DistributedDataParallel(model, find_unused_parameters=True)
+        net = DistributedDataParallel(net, find_unused_parameters=True)
 
     cache: dict[tuple[str, int], object] = {}
 
@@ -218,7 +253,7 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
             g["lr"] = lr * g["lr_mult"]
         model.train()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            parts = net(batch, reduction="sum")
+            parts = net(batch)
         loss, losses = global_loss(parts, world, cfg.mask_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -226,7 +261,7 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         opt.step()
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
-            row = {"step": step, "lr": lr, "grad_norm": float(grad_norm),
+            row = {"step": step, "lr": lr, "grad_norm": float(_full(grad_norm)),
                    "seconds": round(time.perf_counter() - t0, 3),
                    **losses}
             rows.append(row)
@@ -234,14 +269,16 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
                 with open(log_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
             bar(step, row)
-        if main_proc and ((cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps):
+        if main_proc and not fsdp and ((cfg.save_every and step % cfg.save_every == 0)
+                                       or step == cfg.steps):
             save_checkpoint(ckpt, model, opt, {"step": step, "sampler": sampler.state_dict()})
     model.eval()
     if cfg.lora_rank:
         model.llm = model.llm.merge_and_unload()  # the saved model is a plain one
+    saved = _gathered(model) if fsdp else model  # every rank takes part in the gathering
     if main_proc:
         tmp = out / "model.tmp"
-        model.save(tmp)
+        saved.save(tmp)
         if (out / "model").exists():
             import shutil
 
@@ -251,6 +288,36 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return rows
+
+
+class _Losses(torch.nn.Module):
+    """model(batch, reduction="sum"), plus (touch_all) a zero-weighted sum of every trainable
+    parameter, so that each one gets a gradient (FSDP's reduce-scatter needs the same set on every
+    process). The root module that DDP or FSDP wraps."""
+
+    def __init__(self, model, touch_all: bool):
+        super().__init__()
+        self.model, self.touch_all = model, touch_all
+
+    def forward(self, batch):
+        parts = self.model(batch, reduction="sum")
+        if self.touch_all:
+            zero = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+            parts = {**parts, "lm_sum": parts["lm_sum"] + zero}
+        return parts
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (FSDP), else the tensor."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _gathered(model):
+    """A plain copy of an FSDP-sharded EarthXModel (all ranks must call it: it all-gathers)."""
+    full = {k: _full(v).detach().cpu() for k, v in model.state_dict().items()}
+    plain = type(model)(model.cfg, model.tokenizer)
+    plain.load_state_dict(full)
+    return plain
 
 
 def param_groups(model: torch.nn.Module, lr_mult: Sequence[tuple[str, float]]) -> list[dict]:

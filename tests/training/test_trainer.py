@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -117,10 +118,7 @@ def test_lora_trains_adapters_and_saves_a_merged_model(tmp_path):
 DDP_CONFIG = TrainConfig(steps=3, batch_size=4, lr=1e-3, log_every=1, seed=1)
 
 
-def test_ddp_on_two_cpu_processes(tmp_path):
-    """torchrun with 2 processes (gloo): ranks stay identical, each step's loss is the one process
-    computes on the same global batch (and so are the parameters, to float rounding), rank 0
-    alone writes the outputs."""
+def _torchrun(tmp_path, mode):
     import os
     import subprocess
     import sys
@@ -131,21 +129,26 @@ def test_ddp_on_two_cpu_processes(tmp_path):
            "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc_per_node", "2", str(root / "tests/training/ddp_worker.py"),
-                        str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                        str(tmp_path / "run"), mode], env=env, capture_output=True, text=True,
                        timeout=300, cwd=root)
     assert r.returncode == 0, r.stderr[-3000:]
     d0 = json.loads((tmp_path / "digest0.json").read_text())
     d1 = json.loads((tmp_path / "digest1.json").read_text())
-    assert d0["sha"] == d1["sha"]
+    if mode == "ddp":
+        assert d0["sha"] == d1["sha"]  # the ranks end with identical parameters
+    else:
+        assert d0["sha"] != d1["sha"]  # each rank holds other shards
     log = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
-    steps = [json.loads(x)["step"] for x in log]
-    assert steps == [1, 2, 3]  # one writer
-    assert (tmp_path / "run/model/model.safetensors").is_file()
+    assert [json.loads(x)["step"] for x in log] == [1, 2, 3]  # one writer
+    return d0["rows"], d1["rows"]
 
-    # one process on the same global batches
+
+def _same_as_one_process(tmp_path, rows0, rows1, cfg):
+    """Each step's losses (both ranks) and the final parameters equal one process's run on the
+    same global batches (to float rounding)."""
     single = _model()
-    rows = train(single, _sources(), DDP_CONFIG, tmp_path / "single", progress=False)
-    for one, r0, r1 in zip(rows, d0["rows"], d1["rows"], strict=True):
+    rows = train(single, _sources(), cfg, tmp_path / "single", progress=False)
+    for one, r0, r1 in zip(rows, rows0, rows1, strict=True):
         for k in ("lm_loss", "mask_loss", "iou_loss", "loss"):
             assert r0[k] == r1[k], (k, r0, r1)
             assert abs(r0[k] - one[k]) <= 1e-5 * max(1.0, abs(one[k])), (k, r0[k], one[k])
@@ -154,6 +157,30 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     ref = dict(single.named_parameters())
     for n, p in ddp.named_parameters():
         torch.testing.assert_close(p, ref[n], rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    """torchrun with 2 processes (gloo): ranks stay identical, each step's loss is the one process
+    computes on the same global batch (and so are the parameters), rank 0 alone writes."""
+    rows0, rows1 = _torchrun(tmp_path, "ddp")
+    assert (tmp_path / "run/checkpoint/model.safetensors").is_file()
+    _same_as_one_process(tmp_path, rows0, rows1, DDP_CONFIG)
+
+
+def test_fsdp_on_two_cpu_processes(tmp_path):
+    """FSDP2 (fully_shard, gloo): the same, against one process that also gives every parameter a
+    gradient every step (touch_all, which fsdp implies); the gathered model is saved."""
+    rows0, rows1 = _torchrun(tmp_path, "fsdp")
+    assert not (tmp_path / "run/checkpoint").exists()
+    _same_as_one_process(tmp_path, rows0, rows1,
+                         dataclasses.replace(DDP_CONFIG, touch_all=True))
+
+
+def test_fsdp_refusals():
+    with pytest.raises(ValueError, match="periodic checkpoints"):
+        TrainConfig(parallel="fsdp", save_every=10)
+    with pytest.raises(ValueError, match="parallel must be one of"):
+        TrainConfig(parallel="zero3")
 
 
 def test_sum_reduction_gives_the_global_token_mean():
