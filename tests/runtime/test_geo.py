@@ -149,3 +149,40 @@ def test_landsat_thermal_band_as_infrared(ort_model):
     assert r.sensor == "infrared" and r.image_hw == (603, 627) and len(r.token_ids) == 3
     s = ort_model.segment(b10, prompts=[Point(300, 300)], sensor="infrared")
     assert s.mask(0).shape == (603, 627) and s.geo.crs == "EPSG:32616"
+
+
+def test_rasterio_reads_geotiffs_when_installed(tmp_path, monkeypatch):
+    """With rasterio importable, GeoTIFFs go through it (a stand-in module here: rasterio is
+    not installed in this environment); its affine maps to GDAL's geotransform order."""
+    import sys
+    import types
+
+    data = np.arange(2 * 5 * 7, dtype=np.uint16).reshape(2, 5, 7)  # [C, H, W]
+    path = _geotiff(tmp_path / "r.tif", data.transpose(1, 2, 0), 1.0, (0.0, 0.0),
+                    GEOKEYS_32617_AREA)
+
+    class Affine:  # rasterio's Affine: x = a * col + b * row + c, y = d * col + e * row + f
+        a, b, c, d, e, f = 30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0
+        is_identity = False
+
+    class Dataset:
+        height, width, count, dtypes, nodata = 5, 7, 2, ("uint16", "uint16"), 0.0
+        transform = Affine()
+        crs = types.SimpleNamespace(to_epsg=lambda: 32616)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def read(self):
+            return data
+
+    fake = types.ModuleType("rasterio")
+    fake.open = lambda p: Dataset()
+    monkeypatch.setitem(sys.modules, "rasterio", fake)
+    im = load_image(path)
+    np.testing.assert_array_equal(im.pixels, data.transpose(1, 2, 0))
+    assert im.geo == GeoInfo((500000.0, 30.0, 0.0, 4100000.0, 0.0, -30.0), 32616)
+    assert im.nodata == 0.0
