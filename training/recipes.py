@@ -74,6 +74,34 @@ def _synthetic_sources(scenes: int = 48, seed: int = 0) -> dict[str, list[dict]]
     return synthetic_sources(dataclasses.replace(TINY_SCENES, scenes=scenes, seed=seed))
 
 
+def deepforest_sources(split: str = "train", draws: int = 24, seed: int = 0
+                       ) -> dict[str, list[dict]]:
+    """Region classification samples on deepforest's real NEON tree crowns, to mix into a recipe:
+    OSBS_029 ("tree") and SOAP_061 ("dead tree" / "live tree"), box and point prompts on their
+    boxes. `split="train"` uses the training half of each file's boxes; `"eval"` the held-out half
+    (training.datasets.deepforest). Each record is drawn `draws` times (one random box per
+    prompt type per draw). Source: deepforest 2.1.0 (MIT), NEON open data.
+
+    Raises:
+        FileNotFoundError: deepforest==2.1.0 is not installed (the message says how).
+    """
+    import numpy as np
+
+    from training.datasets.deepforest import read_deepforest
+    from training.realdata import deepforest
+    from training.templates import samples_for
+
+    rng = np.random.default_rng(seed)
+    records = [r for name in ("OSBS_029.csv", "SOAP_061.xml")
+               for r in read_deepforest(deepforest(name), split)]
+    out: list[dict] = []
+    for record in records:
+        for _ in range(draws):
+            out += samples_for(record, tasks=("region_class",), rng=rng,
+                               prompt_types=("box", "point"))
+    return {"deepforest/region_class": out}
+
+
 def _real_sources() -> dict[str, list[dict]]:
     """Samples from the real public datasets under $EARTHX_DATA (one folder per dataset, named as
     training.datasets.READERS)."""

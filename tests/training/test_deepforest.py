@@ -93,3 +93,17 @@ def test_missing_image_split_and_suffix(tmp_path):
                    name="t.xml")
     with pytest.raises(ValueError, match="at least one <object>"):
         read_deepforest(xml)
+
+
+@pytest.mark.realdata
+def test_deepforest_sources_for_a_recipe():
+    from training.recipes import deepforest_sources
+
+    realdata(rd.deepforest, "SOAP_061.xml")
+    train = deepforest_sources("train", draws=4)["deepforest/region_class"]
+    held = deepforest_sources("eval", draws=4)["deepforest/region_class"]
+    assert len(train) == 2 * 2 * 4  # 2 images x 2 prompt types x 4 draws
+    assert {s["answer"] for s in train} <= {"tree", "dead tree", "live tree"}
+    assert {s["prompts"][0].kind for s in train} == {"box", "point"}
+    boxes = lambda ss: {s["prompts"][0].bbox() for s in ss if s["prompts"][0].kind == "box"}  # noqa: E731
+    assert not boxes(train) & boxes(held)  # the held-out half never trains
