@@ -54,14 +54,14 @@ def prompt_ids(n: int) -> np.ndarray:
     return ids
 
 
-def run_hf(ids: np.ndarray, new: int, threads: int) -> dict:
+def run_hf(ids: np.ndarray, new: int, threads: int, spec: dict) -> dict:
     import torch
-    from transformers import DynamicCache
-
-    from export.smollm2 import smollm2_model
+    from transformers import AutoModelForCausalLM, DynamicCache
 
     torch.set_num_threads(threads)
-    model = smollm2_model("eager")
+    model = AutoModelForCausalLM.from_pretrained(spec["dir"], local_files_only=True,
+                                                 dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())  # tied: once
     steps, tokens = [], []
     with torch.inference_mode():
@@ -79,11 +79,11 @@ def run_hf(ids: np.ndarray, new: int, threads: int) -> dict:
     return {"prefill_s": prefill, "steps_s": steps, "tokens": tokens, "weight_bytes": weights}
 
 
-def run_sdk(ids: np.ndarray, new: int, threads: int, precision: str) -> dict:
+def run_sdk(ids: np.ndarray, new: int, threads: int, spec: dict) -> dict:
+    # the device's view: earthx_sdk's runtime only (no export/, no torch in this process)
     from earthx_sdk.runtime.ort_llm import OrtLLM
-    from export.llm import smollm2_graphs
 
-    onnx_path, embed_path, extra = smollm2_graphs([precision])[precision]
+    onnx_path, embed_path, extra = Path(spec["onnx"]), spec["embed"], spec["extra"]
     llm = OrtLLM(onnx_path, embed_path, extra, threads=threads, capacity=len(ids) + new)
     state = llm.new_state()
     steps, tokens = [], []
@@ -102,10 +102,10 @@ def run_sdk(ids: np.ndarray, new: int, threads: int, precision: str) -> dict:
             "weight_bytes": _file_bytes(onnx_path, extra)}
 
 
-def run_genai(ids: np.ndarray, new: int, threads: int, precision: str) -> dict:
+def run_genai(ids: np.ndarray, new: int, threads: int, spec: dict) -> dict:
     import onnxruntime_genai as og
 
-    model_dir = genai_dir(precision)
+    model_dir = Path(spec["dir"])
     config = og.Config(str(model_dir))
     config.overlay(json.dumps({"model": {"decoder": {"session_options": {
         "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
@@ -171,15 +171,11 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def child(backend: str, prompt: int, new: int, threads: int) -> dict:
-    ids = prompt_ids(prompt)
-    kind, _, precision = backend.partition("-")
-    if kind == "hf":
-        r = run_hf(ids, new, threads)
-    elif kind == "sdk":
-        r = run_sdk(ids, new, threads, precision)
-    else:
-        r = run_genai(ids, new, threads, precision)
+def child(backend: str, new: int, threads: int, spec: dict) -> dict:
+    ids = np.asarray(spec["ids"], np.int64)
+    kind = backend.split("-")[0]
+    run = {"hf": run_hf, "sdk": run_sdk, "genai": run_genai}[kind]
+    r = run(ids, new, threads, spec)
     r["peak_rss_bytes"] = peak_rss_bytes()
     return r
 
@@ -201,16 +197,26 @@ def peak_bandwidth(mb: int = 512, repeat: int = 5) -> float:
     return 2 * src.nbytes / best
 
 
-def prepare(backends: list[str]) -> None:
-    """Builds (or finds cached) every graph before any timing, so no build runs alongside."""
+def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
+    """Builds (or finds cached) every graph before any timing, so no build runs alongside;
+    returns what each backend's child process needs (paths, the prompt ids)."""
     from export.llm import smollm2_graphs
+    from export.smollm2 import smollm2_dir
 
+    ids = [int(i) for i in prompt_ids(prompt)]
     precs = [b.split("-")[1] for b in backends if b.startswith("sdk-")]
-    if precs:
-        smollm2_graphs(precs)
+    graphs = smollm2_graphs(precs) if precs else {}
+    specs = {}
     for b in backends:
-        if b.startswith("genai-"):
-            genai_dir(b.split("-")[1])
+        kind, _, prec = b.partition("-")
+        if kind == "hf":
+            specs[b] = {"dir": str(smollm2_dir()), "ids": ids}
+        elif kind == "sdk":
+            onnx_path, embed, extra = graphs[prec]
+            specs[b] = {"onnx": str(onnx_path), "embed": str(embed), "extra": extra, "ids": ids}
+        else:
+            specs[b] = {"dir": str(genai_dir(prec)), "ids": ids}
+    return specs
 
 
 def kv_bytes_per_step(prompt: int, new: int) -> int:
@@ -249,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                         "changes between backends")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--spec", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.prompt, args.new, args.threads)))
+        print(json.dumps(child(args.child, args.new, args.threads, json.loads(args.spec))))
         return 0
     backends = [b for b in args.backends.split(",") if b]
     for b in backends:
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--backends: {b!r} is not one of {BACKENDS}")
     if args.new < 2 or args.prompt < 1 or args.rounds < 1:
         p.error("--new must be >= 2, --prompt >= 1 and --rounds >= 1")
-    prepare(backends)
+    specs = prepare(backends, args.prompt)
     bw = peak_bandwidth()
     kv = kv_bytes_per_step(args.prompt, args.new)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
@@ -267,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(args.rounds):
         for b in backends:
             cmd = [sys.executable, "-m", "benchmarks.llm_decode", "--child", b, "--threads",
-                   str(args.threads), "--prompt", str(args.prompt), "--new", str(args.new)]
+                   str(args.threads), "--new", str(args.new), "--spec", json.dumps(specs[b])]
             res = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if res.returncode != 0:
                 raise RuntimeError(f"backend {b} failed (exit {res.returncode}):\n"
@@ -309,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         def f(x, fmt):
             return "-" if x is None else format(x, fmt)
         print(f"| {r['backend']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} | "
-              f"{r['tokens_per_s']:.1f} | {f(r['vs_hf'], '.2f')}x | "
+              f"{r['tokens_per_s']:.1f} | {f(r['vs_hf'], '.2f')} | "
               f"{f(r['vs_genai_same_precision'], '.2f')} | {r['gb_per_s']:.1f} | "
               f"{r['pct_bw_limit']:.0f}% | {r['peak_rss_mb']:.0f} | {f(r['rss_vs_fp32'], '.2f')} "
               f"| {f(r['agrees_with_fp32'], 'd')} | {r['prefill_ms']:.0f} |")

@@ -14,16 +14,30 @@ each `<seg>`). Why the builder and not a torch.onnx export of a KV-cache wrapper
   included; the quantizer is onnxruntime's own `MatMulNBitsQuantizer`.
 - parity: fp32 logits and hidden states match PyTorch within 1e-6 on the tiny model (checked at
   every export, `check_fp32`).
-The builder's output (`model.onnx` + `model.onnx.data`) is re-saved as one self-contained ONNX
-file when it is under 2 GB (otherwise the external data file sits next to it and is named in the
-component's `extra`).
+The builder's output is re-saved as `llm.onnx` + one external-data file `llm.onnx.data` (named
+in the component's `extra` and, with its sha256, in the manifest's `files`): onnxruntime maps the
+weights from it rather than parsing them out of a protobuf, which lowers peak memory.
 
 `llm_embed` is a safetensors file with one tensor `embed_tokens` [vocab, hidden]: float32 for an
 fp32 bundle, float16 for int8/int4 bundles (half the bytes; the rows' fp16 rounding is far below
 the quantization error of the graph, and the parity report measures the pair together).
 
+Quantization (`builder_options`): MatMulNBits, block 32, asymmetric (a uint zero point per
+block), `accuracy_level=4`; int4 keeps the LM head (the tied embedding) in 8 bits. Measured on
+SmolLM2-135M-Instruct (1024 tokens of llm_eval.txt, next-token agreement with fp32 PyTorch):
+int8 symmetric 95.6 % (full text), asymmetric 96.5 %, k-quant 96.5 %; int8 with fp32
+activations (`accuracy_level=1`) 97.4 % but 35x slower per MatMul on this CPU (2.6 ms against
+76 us for 576x1536), so activations stay int8. int4: symmetric 62 %, asymmetric + 8-bit head
+72 %, k-quant 72 %, k-quant-mixed 75 % (size 0.21x), block 16 72 %. The int4 ceiling has a known
+cause: the reference is SmolLM2's GGUF dequantized, its weights already lie on a Q4_1 grid
+(d * q + m per 32 weights, q in 0..15, m arbitrary), and MatMulNBits' integer zero points cannot
+express the fractional offset m / d, so requantizing adds a full 4-bit rounding error (weight SNR
+21.8 dB against 54 dB at int8). Float zero points would be exact, but onnxruntime's CPU kernel
+runs them through a slow path (3.7 ms against 49 us per MatMul measured) and refuses them at 8
+bits. The figures are in benchmarks/RESULTS.md.
+
 `python -m export.llm --report` prints the quantization report on SmolLM2-135M-Instruct (see
-`text_report`).
+`text_parity`).
 """
 
 from __future__ import annotations
@@ -41,13 +55,13 @@ import numpy as np
 
 PRECISIONS = ("fp32", "int8", "int4")
 SCHEME = "asym-head8"  # the quantization scheme of builder_options (part of cache keys)
+LAYOUT = "ext"  # graph + one external-data file (save_graph; part of cache keys)
 DEFAULT_BLOCK_SIZE = 32
 DEFAULT_ACCURACY_LEVEL = 4  # MatMulNBits on CPU: int8 activations (fastest); 1 = fp32 activations
 FP32_TOLERANCE = 1e-4  # abs, scaled by max(1, max |reference|), as export.validate does
 LLM_FILE = "llm.onnx"
 EMBED_FILE = "llm_embed.safetensors"
 EVAL_TEXT = Path(__file__).with_name("llm_eval.txt")
-MAX_INLINE_BYTES = 1_900_000_000  # protobuf's 2 GB limit, with headroom
 AGREEMENT_FLOORS = {"int8": 0.95, "int4": 0.85}
 """Minimum teacher-forced agreement of a quantized graph at export, on a seeded random sequence:
 a check against broken graphs, low because a randomly initialized model's logits are nearly flat
@@ -155,28 +169,25 @@ def build_decoder(hf_dir: str | Path, out_dir: str | Path, precision: str,
     return model
 
 
-def save_single(src: str | Path, dst: str | Path) -> list[str]:
-    """Re-saves an ONNX model with external data as one file (or, over 2 GB, as `dst` plus
-    `dst.data`); written to temporary names then renamed.
+def save_graph(src: str | Path, dst: str | Path) -> list[str]:
+    """Re-saves the builder's graph as `dst` with its weights in one external-data file
+    `dst.data` (onnxruntime maps it instead of copying a protobuf: about 45 MB less peak memory
+    for SmolLM2 int4, 90 MB for fp32); the graph is written to a temporary name and renamed last.
 
     Returns:
-        the file names written (dst's name first).
+        the file names written: [dst's name, the data file's name].
     """
     import onnx
 
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=True)
     tmp = dst.with_name(dst.name + ".tmp")
-    files = [dst.name]
-    if sum(len(t.raw_data) for t in model.graph.initializer) > MAX_INLINE_BYTES:
-        data = dst.name + ".data"  # final name at once: the graph refers to it by name
-        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=data)
-        files.append(data)
-    else:
-        onnx.save(model, str(tmp))
+    data = dst.name + ".data"  # final name at once: the graph refers to it by name
+    (dst.parent / data).unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=data, size_threshold=1024)
     tmp.replace(dst)
-    return files
+    return [dst.name, data]
 
 
 def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
@@ -212,7 +223,7 @@ def write_embed(llm, path: str | Path, dtype=np.float32) -> Path:
 @dataclass(frozen=True)
 class LLMExport:
     """What `export_llm` wrote: the two components, their parity entries, and {file: sha256}
-    of an external-data file (a graph over 2 GB) for the manifest's `files`."""
+    of the graph's external-data file for the manifest's `files`."""
 
     components: dict
     parity: list
@@ -233,8 +244,8 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
     Args:
         llm: the transformers causal LM (fp32).
         tokenizer: its EarthXTokenizer (or a transformers tokenizer).
-        out: the bundle directory; `llm.onnx` (+ `llm.onnx.data` over 2 GB) and
-            `llm_embed.safetensors` are written there.
+        out: the bundle directory; `llm.onnx`, `llm.onnx.data` and `llm_embed.safetensors` are
+            written there.
         precision: "fp32", "int8" or "int4".
         block_size, accuracy_level: MatMulNBits settings of int8/int4.
         agreement_floor: minimum agreement of a quantized graph (None: not checked).
@@ -256,7 +267,7 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
     with tempfile.TemporaryDirectory(prefix="earthx-llm-") as tmp:
         hf = save_hf_dir(llm, tokenizer, Path(tmp) / "hf")
         model = build_decoder(hf, Path(tmp) / "onnx", precision, block_size, accuracy_level)
-        files = save_single(model, out / LLM_FILE)
+        files = save_graph(model, out / LLM_FILE)
     embed = write_embed(llm, out / EMBED_FILE, np.float32 if precision == "fp32" else np.float16)
     extra = llm_extra(llm.config, precision, block_size, accuracy_level,
                       files[1] if len(files) > 1 else None)
@@ -503,7 +514,8 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
     llm = None
     graphs = {}
     for prec in precisions:
-        key = prec if prec == "fp32" else f"{prec}-b{block_size}-a{accuracy_level}-{SCHEME}"
+        key = (f"{prec}-{LAYOUT}" if prec == "fp32"
+               else f"{prec}-b{block_size}-a{accuracy_level}-{SCHEME}-{LAYOUT}")
         d = cache_root() / "onnx" / key
         meta = d / "extra.json"
         if not meta.is_file():
@@ -513,7 +525,7 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
             tmp.mkdir(parents=True)
             with tempfile.TemporaryDirectory(prefix="earthx-llm-") as t:
                 model = build_decoder(hf, Path(t) / "onnx", prec, block_size, accuracy_level)
-                files = save_single(model, tmp / LLM_FILE)
+                files = save_graph(model, tmp / LLM_FILE)
             write_embed(llm, tmp / EMBED_FILE, np.float32 if prec == "fp32" else np.float16)
             extra = llm_extra(llm.config, prec, block_size, accuracy_level,
                               files[1] if len(files) > 1 else None)

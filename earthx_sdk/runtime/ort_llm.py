@@ -119,8 +119,6 @@ class OrtLLM:
             FileNotFoundError: a file missing.
         """
         import onnxruntime as ort
-        from safetensors.numpy import load_file
-
         missing = [k for k in EXTRA_KEYS if k not in extra]
         if missing:
             raise ValueError(f"llm component extra: missing key(s) {missing} (a bundle written "
@@ -148,10 +146,7 @@ class OrtLLM:
         self._present = [(extra["present_key"] % i, extra["present_value"] % i)
                          for i in range(self.num_layers)]
 
-        table = load_file(str(embed_path))
-        if "embed_tokens" not in table:
-            raise ValueError(f"{embed_path}: no tensor 'embed_tokens' (has {sorted(table)})")
-        self._table = table["embed_tokens"]
+        self._table = mmap_tensor(embed_path, "embed_tokens")
         if self._table.ndim != 2 or self._table.shape[1] != self.hidden_size:
             raise ValueError(f"{embed_path}: embed_tokens must be [vocab, {self.hidden_size}], "
                              f"got {list(self._table.shape)}")
@@ -206,7 +201,7 @@ class OrtLLM:
         if ids.size and (ids.min() < 0 or ids.max() >= self._table.shape[0]):
             raise ValueError(f"ids must be in [0, {self._table.shape[0]}), got "
                              f"[{ids.min()}, {ids.max()}]")
-        return self._table[ids].astype(np.float32, copy=False)
+        return np.asarray(self._table[ids], dtype=np.float32)  # [n, hidden]
 
     def new_state(self, capacity: int | None = None) -> LLMState:
         """An empty KV cache with room for `capacity` positions (it grows when needed)."""
@@ -255,6 +250,44 @@ class OrtLLM:
         state.length = total
         # copies: the decode-step buffers are reused by the next step
         return logits[0, -1].copy(), hidden[0].copy()  # [V], [S, hidden]
+
+
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16}
+
+
+def mmap_tensor(path: str | Path, name: str) -> np.ndarray:
+    """A float32/float16 tensor of a safetensors file, memory-mapped read-only: an embedding
+    lookup touches only the rows it reads, so the table does not count against the process's
+    memory (a 150k-row table of a 1.5B LLM is half a gigabyte).
+
+    Raises:
+        ValueError: not a safetensors file, no tensor `name`, or a dtype other than F32/F16.
+    """
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+        (n,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(f.read(n))
+        except ValueError as e:
+            raise ValueError(f"{path}: not a safetensors file ({e})") from None
+    if name not in header:
+        names = sorted(k for k in header if k != "__metadata__")
+        raise ValueError(f"{path}: no tensor {name!r} (has {names})")
+    entry = header[name]
+    if entry["dtype"] not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"{path}: tensor {name!r} must be F32 or F16, got {entry['dtype']}")
+    start, end = entry["data_offsets"]
+    dtype = np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]])
+    shape = tuple(entry["shape"])
+    if end - start != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(f"{path}: tensor {name!r} holds {end - start} bytes, its shape "
+                         f"{list(shape)} needs {int(np.prod(shape)) * dtype.itemsize}")
+    return np.memmap(path, dtype=dtype, mode="r", offset=8 + n + start, shape=shape)
 
 
 def _bind_out(b, logits: np.ndarray, hidden: np.ndarray) -> None:
