@@ -193,12 +193,19 @@ def install_bundle(checkpoint: Path, llm: str = "int8", provisional: bool = Fals
     try:
         export_bundle(checkpoint, tmp, "fp32", llm=llm)
         card = {"checkpoint": str(checkpoint), "llm": llm, "provisional": provisional}
+        step = None
+        if (checkpoint / "state.json").is_file():  # a resumable checkpoint knows its step
+            step = json.loads((checkpoint / "state.json").read_text()).get("step")
+            card["step"] = step
         for d in (checkpoint, checkpoint.parent):
             if (d / "recipe.json").is_file():
                 card["recipe"] = json.loads((d / "recipe.json").read_text())
             if (d / "metrics.jsonl").is_file():
-                rows = (d / "metrics.jsonl").read_text().strip().splitlines()
-                card["last_training_row"] = json.loads(rows[-1]) if rows else None
+                rows = [json.loads(r) for r in
+                        (d / "metrics.jsonl").read_text().strip().splitlines() if r]
+                if step is not None:
+                    rows = [r for r in rows if r.get("step", 0) <= step]
+                card["training_row"] = rows[-1] if rows else None
         (tmp / "training.json").write_text(json.dumps(card, indent=1) + "\n")
         tmp.chmod(0o755)  # mkdtemp makes it 0700
         for f in tmp.iterdir():
