@@ -59,6 +59,7 @@ class TrainConfig:
         parallel: "ddp" or "fsdp": how processes under torchrun share the work.
         touch_all: every trainable parameter gets a gradient every step (zero where the batch
             does not reach it); always on under fsdp.
+        balanced_bce: positive-weighted mask BCE (earthx_sdk.modeling.model.mask_losses).
         seed: seeds the sampler and torch.
         mixture: (source, weight) pairs; sources not named get weight 0; empty = uniform.
         freeze: parameter-name prefixes to freeze ("vision.vit", "vision.convnext", "llm", ...).
@@ -91,6 +92,7 @@ class TrainConfig:
     mask_loss_weight: float = 1.0
     parallel: str = "ddp"
     touch_all: bool = False
+    balanced_bce: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -208,7 +210,8 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:
         model.llm.gradient_checkpointing_enable()
-    net = _Losses(model, touch_all=cfg.touch_all or cfg.parallel == "fsdp")
+    net = _Losses(model, touch_all=cfg.touch_all or cfg.parallel == "fsdp",
+                  balanced_bce=cfg.balanced_bce)
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
@@ -295,12 +298,12 @@ class _Losses(torch.nn.Module):
     parameter, so that each one gets a gradient (FSDP's reduce-scatter needs the same set on every
     process). The root module that DDP or FSDP wraps."""
 
-    def __init__(self, model, touch_all: bool):
+    def __init__(self, model, touch_all: bool, balanced_bce: bool = False):
         super().__init__()
-        self.model, self.touch_all = model, touch_all
+        self.model, self.touch_all, self.balanced_bce = model, touch_all, balanced_bce
 
     def forward(self, batch):
-        parts = self.model(batch, reduction="sum")
+        parts = self.model(batch, reduction="sum", balanced_bce=self.balanced_bce)
         if self.touch_all:
             zero = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
             parts = {**parts, "lm_sum": parts["lm_sum"] + zero}

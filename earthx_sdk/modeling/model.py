@@ -128,12 +128,14 @@ class EarthXModel(nn.Module):
     # training
     # --------------------------------------------------------------------------------------------
 
-    def forward(self, samples: list[Encoded], reduction: str = "mean") -> dict[str, torch.Tensor]:
+    def forward(self, samples: list[Encoded], reduction: str = "mean",
+                balanced_bce: bool = False) -> dict[str, torch.Tensor]:
         """Training losses of a batch.
 
         Args:
             reduction: "mean" (the losses) or "sum" (their numerators and denominators, so that a
                 data-parallel trainer can weight each process's share by the global counts).
+            balanced_bce: weight each mask's positive pixels in the BCE (see mask_losses).
 
         Returns:
             "mean": {"loss", "lm_loss", "mask_loss" (BCE + Dice), "iou_loss"}: scalars; the mask
@@ -174,7 +176,7 @@ class EarthXModel(nn.Module):
             pos = torch.from_numpy(np.flatnonzero(s.input_ids == self.tokenizer.seg_id)).to(dev)
             logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i])
             target = torch.from_numpy(s.target_masks).to(dev)  # [Q, S/4, S/4]
-            bce, dice, iou_l = mask_losses(logits_m[0], iou[0], target)
+            bce, dice, iou_l = mask_losses(logits_m[0], iou[0], target, balanced_bce)
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
             iou_loss = iou_loss + iou_l * target.shape[0]
             n_masks += target.shape[0]
@@ -328,14 +330,25 @@ def _select(v, j: int):
     return type(v)(**fields)
 
 
-def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor):
+def mask_losses(logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor,
+                balanced_bce: bool = False):
     """BCE, Dice and IoU-regression losses of logits [Q, h, w] against targets [Q, h, w] in [0, 1].
+
+    balanced_bce: positive pixels of each mask weigh sqrt(negatives / positives) (1 to 20) in the
+    BCE: with targets of a few percent of the grid, plain BCE settles below 0.5 everywhere (an
+    empty mask once thresholded) while the model is still unsure where the object is.
 
     Returns:
         (bce, dice, iou_mse): scalars, averaged over the Q masks.
     """
     logits = logits.float()
-    bce = F.binary_cross_entropy_with_logits(logits, target)
+    if balanced_bce:
+        pos = target.flatten(1).sum(1)  # [Q]
+        neg = target[0].numel() - pos
+        w = torch.sqrt(neg / pos.clamp_min(1.0)).clamp(1.0, 20.0)[:, None, None]  # [Q, 1, 1]
+        bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=w)
+    else:
+        bce = F.binary_cross_entropy_with_logits(logits, target)
     p = torch.sigmoid(logits).flatten(1)  # [Q, h*w]
     t = target.flatten(1)
     # a small epsilon, not the usual +1: on the S/4 grid a target may be a few pixels, and a +1

@@ -206,3 +206,22 @@ def test_sum_reduction_gives_the_global_token_mean():
     assert abs(float(naive) - float(whole["lm_loss"])) > 1e-3
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
         model(enc, reduction="none")
+
+
+def test_balanced_bce_weighs_the_few_positive_pixels():
+    from earthx_sdk.modeling.model import mask_losses
+
+    target = torch.zeros(1, 10, 10)
+    target[0, :1, :4] = 1  # 4 of 100 pixels
+    empty = torch.full((1, 10, 10), -3.0)  # predicts nothing
+    plain, dice, _ = mask_losses(empty, torch.zeros(1), target)
+    balanced, dice_b, _ = mask_losses(empty, torch.zeros(1), target, balanced_bce=True)
+    w = (96 / 4) ** 0.5
+    bce_pos, bce_neg = torch.nn.functional.softplus(torch.tensor(3.0)), \
+        torch.nn.functional.softplus(torch.tensor(-3.0))
+    assert float(plain) == pytest.approx(float(4 * bce_pos + 96 * bce_neg) / 100, rel=1e-5)
+    assert float(balanced) == pytest.approx(float(4 * w * bce_pos + 96 * bce_neg) / 100, rel=1e-5)
+    assert float(dice) == float(dice_b)
+    all_on = torch.ones(1, 10, 10)  # no negatives: the weight clamps to 1
+    assert float(mask_losses(empty, torch.zeros(1), all_on, balanced_bce=True)[0]) == \
+        pytest.approx(float(bce_pos), rel=1e-5)
