@@ -45,7 +45,6 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -191,10 +190,16 @@ def export_fp32(ckpt: Path, out: Path, sensors: list[str]) -> Path:
 
 def export_quantized(ckpt: Path, fp32_bundle: Path, out: Path, precision: str) -> Path:
     """A bundle with the fp32 bundle's vision / prompt / mask graphs (hard links) and the LLM
-    re-exported at `precision` (int8 / int4 MatMulNBits), validated by export.llm."""
+    re-exported at `precision` (int8 / int4 MatMulNBits) by export.llm.
+
+    The next-token agreement with fp32 is measured and recorded in the manifest's parity report
+    but not held to `export.llm.AGREEMENT_FLOORS`: the weights here are random, whose logits are
+    nearly flat, so agreement says little about the graph (the small preset's int4 graph agrees
+    on about 0.77 of the tokens); latency does not depend on it. The benchmark prints it.
+    """
     from earthx_sdk.bundle import BundleManifest
     from earthx_sdk.modeling.model import EarthXModel
-    from export.llm import AGREEMENT_FLOORS, EMBED_FILE, LLM_FILE, export_llm
+    from export.llm import EMBED_FILE, LLM_FILE, export_llm
 
     if (out / "manifest.json").is_file():
         return out
@@ -210,8 +215,7 @@ def export_quantized(ckpt: Path, fp32_bundle: Path, out: Path, precision: str) -
             except OSError:
                 shutil.copy2(f, tmp / f.name)
     model = EarthXModel.load(ckpt)
-    res = export_llm(model.llm, model.tokenizer, tmp, precision,
-                     agreement_floor=AGREEMENT_FLOORS.get(precision))
+    res = export_llm(model.llm, model.tokenizer, tmp, precision, agreement_floor=None)
     parity = [p for p in base.parity if not str(p.get("component", "")).startswith("llm")]
     files = {k: v for k, v in base.files.items() if k not in llm_files}
     manifest = dataclasses.replace(base, components={**base.components, **res.components},
@@ -277,6 +281,16 @@ def _ort_llm_bytes(bundle: Path) -> tuple[int, int]:
     return size, kv
 
 
+def _agreement(bundle: Path) -> str:
+    from earthx_sdk.bundle import BundleManifest
+
+    for p in BundleManifest.load(bundle).parity:
+        if str(p.get("output", "")).startswith("next_token_agreement"):
+            return (f"LLM next-token agreement with fp32 {p['value']:.3f} ({p.get('text', '')}; "
+                    f"random weights)")
+    return "LLM agreement with fp32 not recorded"
+
+
 def prepare(name: str, ckpt: Path, bundles: dict, device: str, threads: int) -> Backend:
     """Loads one backend, measuring the resident set it adds."""
     from earthx_sdk import EarthX
@@ -306,6 +320,8 @@ def prepare(name: str, ckpt: Path, bundles: dict, device: str, threads: int) -> 
         engine = EarthX.load(bundle, backend="onnxruntime", device=device,
                              threads=threads).engine
         b.llm_bytes, b.kv_bytes_per_position = _ort_llm_bytes(bundle)
+        if prec != "fp32":
+            b.notes.append(_agreement(bundle))
     b.engine = dataclasses.replace(engine, llm=CountingLLM(engine.llm))
     b.options = Options(max_pixels=None)
     after = rss_bytes()
@@ -435,8 +451,6 @@ def measure_preset(preset: str, names: list[str], the_cases: list[E2ECase], imgs
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             b = Backend(n, reason=f"{type(e).__name__}: {first}")
-            if not isinstance(e, (ImportError, RuntimeError, MemoryError)):
-                b.reason += " (" + traceback.format_exception_only(e)[-1].strip()[:200] + ")"
         if b.engine is None:
             log(f"[{preset}] {n}: NOT RUN: {b.reason}")
         loaded.append(b)
@@ -676,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma list of {','.join(BACKENDS)}")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="torch and onnxruntime intra-op threads (default: all cores)")
+                        help="threads of torch, onnxruntime and the native core (default: all "
+                             "cores)")
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (default 3)")
     parser.add_argument("--cases", default=None, help="comma list of case names (default all)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -704,6 +719,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.exit(2, "benchmarks.e2e: --device cuda, but torch sees no CUDA device here\n")
     torch.set_num_threads(args.threads)
+    from earthx_sdk import _ext
+
+    if _ext.native_available():  # preprocess, fusion, postprocess: the native core's OpenMP
+        _ext.native().set_num_threads(args.threads)
     imgs, missing = images({c.image for c in the_cases})
     for key, why in missing.items():
         log(f"image {key} missing: {why}; its cases are not run")
