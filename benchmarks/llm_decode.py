@@ -12,6 +12,8 @@ KV cache, the interpreter and what it imported) is its own. Backends:
 - `sdk-<p>`: the bundle's path: `export/llm.py`'s graph (onnxruntime-genai builder with
   inputs_embeds + hidden states out) in `earthx_sdk.runtime.ort_llm.OrtLLM`, embedding lookup in
   numpy, argmax in numpy.
+- `sdk-<p>-g` (not in the default list): the SDK's path on a graph quantized with the builder's
+  defaults, i.e. like genai's (symmetric, LM head at <p>): the runtimes compared on equal weights.
 - `genai-<p>`: onnxruntime-genai 0.18's own loop (`og.Generator`) on its builder's default graph
   (input_ids in, logits out), KV buffers sized to prompt + new.
 
@@ -38,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 BACKENDS = ("hf", "sdk-fp32", "sdk-int8", "sdk-int4", "genai-fp32", "genai-int8", "genai-int4")
+EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g")  # the SDK on graphs quantized like genai's
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,15 +207,18 @@ def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
     from export.smollm2 import smollm2_dir
 
     ids = [int(i) for i in prompt_ids(prompt)]
-    precs = [b.split("-")[1] for b in backends if b.startswith("sdk-")]
+    precs = [b.split("-")[1] for b in backends if b.startswith("sdk-") and not b.endswith("-g")]
     graphs = smollm2_graphs(precs) if precs else {}
+    precs_g = [b.split("-")[1] for b in backends if b.startswith("sdk-") and b.endswith("-g")]
+    graphs_g = smollm2_graphs(precs_g, builder_defaults=True) if precs_g else {}
     specs = {}
     for b in backends:
         kind, _, prec = b.partition("-")
         if kind == "hf":
             specs[b] = {"dir": str(smollm2_dir()), "ids": ids}
         elif kind == "sdk":
-            onnx_path, embed, extra = graphs[prec]
+            prec, _, g = prec.partition("-")
+            onnx_path, embed, extra = (graphs_g if g else graphs)[prec]
             specs[b] = {"onnx": str(onnx_path), "embed": str(embed), "extra": extra, "ids": ids}
         else:
             specs[b] = {"dir": str(genai_dir(prec)), "ids": ids}
@@ -262,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     backends = [b for b in args.backends.split(",") if b]
     for b in backends:
-        if b not in BACKENDS:
-            p.error(f"--backends: {b!r} is not one of {BACKENDS}")
+        if b not in BACKENDS + EXTRA_BACKENDS:
+            p.error(f"--backends: {b!r} is not one of {BACKENDS + EXTRA_BACKENDS}")
     if args.new < 2 or args.prompt < 1 or args.rounds < 1:
         p.error("--new must be >= 2, --prompt >= 1 and --rounds >= 1")
     specs = prepare(backends, args.prompt)
@@ -291,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["vs_hf"] = r["tokens_per_s"] / ref["tokens_per_s"] if ref else None
         kind, _, prec = r["backend"].partition("-")
+        prec = prec.split("-")[0]
         other = by_name.get(f"genai-{prec}") if kind == "sdk" else None
         r["vs_genai_same_precision"] = (r["tokens_per_s"] / other["tokens_per_s"]
                                         if other else None)

@@ -501,9 +501,14 @@ def format_report(report: dict) -> str:
 
 
 def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
-                   accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> dict:
+                   accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+                   builder_defaults: bool = False) -> dict:
     """SmolLM2-135M-Instruct graphs + embedding tables per precision, built once and cached under
     ~/.cache/earthx/smollm2/ (keyed by precision and MatMulNBits settings).
+
+    `builder_defaults=True` quantizes with the builder's own defaults (symmetric, LM head at the
+    body's bits, block 32, accuracy level 4: onnxruntime-genai's scheme) instead of
+    `builder_options`; the decode benchmark uses it to compare the runtimes on equal graphs.
 
     Returns:
         {precision: (llm onnx path, embed path, extra)}.
@@ -515,7 +520,10 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
     graphs = {}
     for prec in precisions:
         key = (f"{prec}-{LAYOUT}" if prec == "fp32"
+               else f"{prec}-builder-defaults-{LAYOUT}" if builder_defaults
                else f"{prec}-b{block_size}-a{accuracy_level}-{SCHEME}-{LAYOUT}")
+        opts = (["exclude_embeds=true", "include_hidden_states=true"]
+                if builder_defaults and prec != "fp32" else None)
         d = cache_root() / "onnx" / key
         meta = d / "extra.json"
         if not meta.is_file():
@@ -524,11 +532,15 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             with tempfile.TemporaryDirectory(prefix="earthx-llm-") as t:
-                model = build_decoder(hf, Path(t) / "onnx", prec, block_size, accuracy_level)
+                model = build_decoder(hf, Path(t) / "onnx", prec, block_size, accuracy_level,
+                                      extra_options=opts)
                 files = save_graph(model, tmp / LLM_FILE)
             write_embed(llm, tmp / EMBED_FILE, np.float32 if prec == "fp32" else np.float16)
             extra = llm_extra(llm.config, prec, block_size, accuracy_level,
                               files[1] if len(files) > 1 else None)
+            if opts is not None:
+                extra["builder_options"] = opts
+                extra["quantization"] = {"op": "MatMulNBits", "scheme": "builder defaults"}
             (tmp / "extra.json").write_text(json.dumps(extra, indent=1))
             shutil.rmtree(d, ignore_errors=True)
             tmp.replace(d)
