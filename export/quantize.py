@@ -75,3 +75,153 @@ def agreement(reference_logits: np.ndarray, logits: np.ndarray) -> float:
         raise ValueError(f"agreement: shapes must match, got {list(reference_logits.shape)} and "
                          f"{list(logits.shape)}")
     return float((reference_logits.argmax(-1) == logits.argmax(-1)).mean())
+
+
+# ------------------------------------------------------------------------------------------------
+# int4 with float block offsets (Q4_1's scheme) on MatMulNBits
+# ------------------------------------------------------------------------------------------------
+
+def _pack4(u: np.ndarray) -> np.ndarray:
+    """uint4 codes [N, nb, bs] -> MatMulNBits' packed bytes [N, nb, bs/2] (low nibble first)."""
+    return (u[..., 0::2] | (u[..., 1::2] << 4)).astype(np.uint8)
+
+
+def int4_affine_codes(w: np.ndarray, block_size: int):
+    """Q4_1-style affine 4-bit codes of a weight [K, N], per block of `block_size` rows of K:
+    w ~ d * (u - 8) + off with u in 0..15, d = (max - min) / 15, off = min + 8 d.
+
+    Weights that already lie on such a grid (a GGUF Q4_1 model, dequantized) are reproduced
+    exactly; MatMulNBits' integer zero points cannot do that (the offset min / d is fractional).
+
+    Returns:
+        (packed uint8 [N, nb, bs/2], scales float32 [N, nb], offsets float32 [nb, N]).
+    """
+    K, N = w.shape
+    nb = K // block_size
+    wt = w.T.reshape(N, nb, block_size).astype(np.float64)  # [N, nb, bs]
+    lo, hi = wt.min(-1, keepdims=True), wt.max(-1, keepdims=True)
+    d = (hi - lo) / 15
+    u = np.clip(np.round((wt - lo) / np.where(d == 0, 1.0, d)), 0, 15).astype(np.uint8)
+    off = (lo + 8 * d)[..., 0]  # [N, nb]
+    return _pack4(u), d[..., 0].astype(np.float32), np.ascontiguousarray(off.T, np.float32)
+
+
+def int8_symmetric_codes(w: np.ndarray, block_size: int):
+    """Q8_0-style symmetric 8-bit codes of a weight [K, N] per block: w ~ d * (u - 128),
+    d = max|w| / 127 (exact for weights on a Q8_0 grid, like SmolLM2's tied embedding).
+
+    Returns:
+        (uint8 [N, nb, bs], scales float32 [N, nb]).
+    """
+    K, N = w.shape
+    wt = w.T.reshape(N, K // block_size, block_size).astype(np.float64)
+    amax = np.abs(wt).max(-1, keepdims=True)
+    d = np.where(amax == 0, 1.0, amax / 127)
+    u = (np.clip(np.round(wt / d), -127, 127) + 128).astype(np.uint8)
+    return u, d[..., 0].astype(np.float32)
+
+
+def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4,
+                         head_bits: int = 8, head_name: str = "lm_head") -> list[str]:
+    """Quantizes every constant-weight MatMul of an fp32 ONNX graph to 4-bit MatMulNBits with
+    float block offsets; the LM head (node name containing `head_name`) to 8-bit symmetric.
+
+    A MatMul `Y = A @ W` becomes `MatMulNBits(A; u, d) + (A @ E) @ C`: the codes and scales of
+    `int4_affine_codes`, `E` the [K, nb] 0/1 matrix that sums A per block (one per distinct input
+    A, shared by the MatMuls reading it) and `C` the [nb, N] offsets (stored float16, cast once at
+    session start; the scales likewise). MatMulNBits' own float zero points would say the same
+    in one op, but onnxruntime's CPU kernel runs them about 70x slower.
+
+    Args:
+        src: the fp32 graph (e.g. the builder's, with external data).
+        dst: the graph to write, with its weights in `dst.data`.
+        block_size: rows of K per block (K must be a multiple; other MatMuls stay fp32).
+        accuracy_level: MatMulNBits' accuracy_level (4: int8 activations, the fast CPU path).
+        head_bits: 8 (symmetric) or 4 (affine, like the body) for the LM head.
+
+    Returns:
+        the file names written: [dst's name, the data file's name].
+
+    Raises:
+        ValueError: block_size not in 16..256 (power of two), head_bits not 4 or 8.
+    """
+    from pathlib import Path
+
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if block_size not in (16, 32, 64, 128, 256):
+        raise ValueError(f"block_size must be one of 16, 32, 64, 128, 256, got {block_size}")
+    if head_bits not in (4, 8):
+        raise ValueError(f"head_bits must be 4 or 8, got {head_bits}")
+    src, dst = Path(src), Path(dst)
+    model = onnx.load(str(src), load_external_data=True)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    nodes, new_inits, dropped = [], [], set()
+    block_sums: dict[str, str] = {}  # input name -> its block-sum tensor
+    indicators: dict[int, str] = {}  # K -> E
+
+    def f16_const(name: str, x: np.ndarray) -> str:
+        new_inits.append(numpy_helper.from_array(x.astype(np.float16), name + "_f16"))
+        nodes.append(helper.make_node("Cast", [name + "_f16"], [name], name=name + "_cast",
+                                      to=onnx.TensorProto.FLOAT))
+        return name
+
+    for node in g.node:
+        w_name = node.input[1] if node.op_type == "MatMul" else None
+        if w_name not in inits:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(inits[w_name]).astype(np.float32)
+        if w.ndim != 2 or w.shape[0] % block_size:
+            nodes.append(node)
+            continue
+        K, N = w.shape
+        dropped.add(w_name)
+        base = node.name.strip("/").replace("/", "_") or w_name
+        a = node.input[0]
+        attrs = {"K": K, "N": N, "block_size": block_size, "accuracy_level": accuracy_level}
+        if head_name in node.name and head_bits == 8:
+            u, d = int8_symmetric_codes(w, block_size)
+            new_inits.append(numpy_helper.from_array(u, base + "_B"))
+            scales = f16_const(base + "_S", d.reshape(-1))
+            nodes.append(helper.make_node("MatMulNBits", [a, base + "_B", scales],
+                                          list(node.output), name=base + "_q8",
+                                          domain="com.microsoft", bits=8, **attrs))
+            continue
+        packed, d, off = int4_affine_codes(w, block_size)
+        new_inits.append(numpy_helper.from_array(packed, base + "_B"))
+        scales = f16_const(base + "_S", d.reshape(-1))
+        offsets = f16_const(base + "_C", off)
+        if K not in indicators:
+            e = np.zeros((K, K // block_size), np.float32)
+            e[np.arange(K), np.arange(K) // block_size] = 1
+            indicators[K] = f"block_indicator_{K}"
+            new_inits.append(numpy_helper.from_array(e, indicators[K]))
+        if a not in block_sums:
+            block_sums[a] = base + "_blocksum"
+            nodes.append(helper.make_node("MatMul", [a, indicators[K]], [block_sums[a]],
+                                          name=base + "_blocksum"))
+        nodes += [
+            helper.make_node("MatMulNBits", [a, base + "_B", scales], [base + "_q4"],
+                             name=base + "_q4", domain="com.microsoft", bits=4, **attrs),
+            helper.make_node("MatMul", [block_sums[a], offsets], [base + "_offset"],
+                             name=base + "_offset"),
+            helper.make_node("Add", [base + "_q4", base + "_offset"], list(node.output),
+                             name=base + "_add"),
+        ]
+    keep = [t for t in g.initializer if t.name not in dropped]
+    del g.initializer[:]
+    g.initializer.extend(keep + new_inits)
+    del g.node[:]
+    g.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    data = dst.name + ".data"
+    (dst.parent / data).unlink(missing_ok=True)  # onnx appends to an existing data file
+    tmp = dst.with_name(dst.name + ".tmp")
+    onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=data, size_threshold=1024)
+    tmp.replace(dst)
+    return [dst.name, data]

@@ -42,6 +42,9 @@ def test_int4_graph_is_smaller_and_agrees(model, tmp_path):
 
     ops = {n.op_type for n in onnx.load(str(tmp_path / llm.file)).graph.node}
     assert "MatMulNBits" in ops and "GroupQueryAttention" in ops
+    assert "MatMul" in ops and "Cast" in ops  # the block-offset terms and fp16 constants
+    assert llm.extra["quantization"]["lm_head_bits"] == 8
+    assert (tmp_path / "llm.onnx.data").is_file() and set(exp.files) == {"llm.onnx.data"}
     # the runtime runs it, greedy tokens close to PyTorch's
     rt = OrtLLM(tmp_path / llm.file, tmp_path / embed.file, llm.extra)
     ids = np.random.default_rng(3).integers(0, 2048, 40)
@@ -122,3 +125,44 @@ def test_cli_refuses_bad_llm_precision(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "b"), "--llm", "int2"])
+
+
+def _unpack4(packed):
+    u = np.empty(packed.shape[:-1] + (packed.shape[-1] * 2,), np.uint8)
+    u[..., 0::2], u[..., 1::2] = packed & 15, packed >> 4
+    return u
+
+
+@pytest.mark.parametrize("K,N,bs", [(64, 7, 32), (96, 1, 16), (256, 33, 32)])
+def test_int4_affine_codes_are_exact_on_a_q4_1_grid(K, N, bs):
+    """Weights on a Q4_1 grid (d * q + m per block, m fractional in units of d) come back
+    exactly; MatMulNBits' integer zero points could not."""
+    from export.quantize import int4_affine_codes, int8_symmetric_codes
+
+    rng = np.random.default_rng(K + N)
+    nb = K // bs
+    d = rng.uniform(0.001, 0.02, (N, nb, 1))
+    m = rng.uniform(-0.2, 0.05, (N, nb, 1))
+    q = rng.integers(0, 16, (N, nb, bs))
+    q[..., 0], q[..., 1] = 0, 15  # Q4_1: the block's min and max are on the grid's ends
+    w = (d * q + m).reshape(N, K).T.astype(np.float32)  # [K, N]
+    packed, scales, off = int4_affine_codes(w, bs)
+    assert packed.shape == (N, nb, bs // 2) and scales.shape == (N, nb) and off.shape == (nb, N)
+    rec = scales[..., None] * (_unpack4(packed).astype(np.float32) - 8) + off.T[..., None]
+    np.testing.assert_allclose(rec.reshape(N, K).T, w, atol=1e-6, rtol=0)
+    # and Q8_0 (symmetric, max |q| = 127 per block) through the 8-bit head codes
+    q8 = rng.integers(-127, 128, (N, nb, bs))
+    q8[..., 0] = 127
+    w8 = (d * q8).reshape(N, K).T.astype(np.float32)
+    u, s8 = int8_symmetric_codes(w8, bs)
+    rec8 = s8[..., None] * (u.astype(np.float32) - 128)
+    np.testing.assert_allclose(rec8.reshape(N, K).T, w8, atol=1e-6, rtol=0)
+
+
+def test_quantize_int4_affine_refuses_bad_settings(tmp_path):
+    from export.quantize import quantize_int4_affine
+
+    with pytest.raises(ValueError, match="block_size must be one of"):
+        quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", block_size=24)
+    with pytest.raises(ValueError, match="head_bits must be 4 or 8"):
+        quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", head_bits=6)
