@@ -60,13 +60,16 @@ def plot_stages(payload: dict, path: str | Path) -> Path:
             ax.barh(names, vals, left=left, color=COLORS[part], label=part, height=0.6)
             left = [a + b for a, b in zip(left, vals, strict=True)]
         for i, n in enumerate(names):
-            sp = case["backends"][n].get("speedup")
-            tag = f" {left[i]:.0f} ms" + (f" ({sp:.2f}x)" if sp is not None else "")
+            r = case["backends"][n]
+            sp = r.get("speedup")
+            tag = f" {r['wall']['median'] * 1e3:.0f} ms" + (f" ({sp:.2f}x)" if sp is not None
+                                                           else "")
             ax.text(left[i], i, tag, va="center", fontsize=7)
         ax.set_xlim(0, max(left) * 1.35 if max(left) > 0 else 1)
         ax.invert_yaxis()
         ax.set_title(f"{preset}: {case['name']}", fontsize=9)
-        ax.set_xlabel("median ms per request (ratio: torch eager / backend)", fontsize=7)
+        ax.set_xlabel("ms per request: stage medians stacked; label: median wall (torch eager / "
+                      "backend)", fontsize=7)
         ax.tick_params(labelsize=7)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.975),
