@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also export the LLM at this precision (default: no LLM components)")
     p.add_argument("--llm-block-size", type=int, default=32,
                    help="MatMulNBits block size of an int8/int4 LLM (16, 32, 64, 128 or 256)")
+    p.add_argument("--llm-int4", default="affine", choices=("affine", "builder"),
+                   help="int4 scheme: affine (float block offsets: accurate) or builder "
+                        "(onnxruntime-genai's: faster decode, less accurate)")
     p.add_argument("--tensorrt", nargs="?", const="fp16", default=None,
                    choices=("fp16", "int8", "fp32"),
                    help="also build TensorRT engines for this GPU (default fp16; int8 calibrates "
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = export_bundle(args.checkpoint, args.out, args.precision, args.resolution,
                                  args.sensors, llm=args.llm, llm_block_size=args.llm_block_size,
+                                 llm_int4=args.llm_int4,
                                  tensorrt=args.tensorrt)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"export: error: {e}", file=sys.stderr)

@@ -60,6 +60,7 @@ import numpy as np
 
 PRECISIONS = ("fp32", "int8", "int4")
 SCHEME = {"int8": "asym", "int4": "affine-head8"}  # quantization schemes (part of cache keys)
+INT4_SCHEMES = ("affine", "builder")
 LAYOUT = "ext"  # graph + one external-data file (save_graph; part of cache keys)
 DEFAULT_BLOCK_SIZE = 32
 DEFAULT_ACCURACY_LEVEL = 4  # MatMulNBits on CPU: int8 activations (fastest); 1 = fp32 activations
@@ -137,18 +138,23 @@ def builder_options(precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
 
 def make_graph(hf_dir: str | Path, work: str | Path, dst: str | Path, precision: str,
                block_size: int = DEFAULT_BLOCK_SIZE,
-               accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> list[str]:
+               accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+               int4_scheme: str = "affine") -> list[str]:
     """The bundle's decoder graph at `dst` (+ `dst.data`) from a transformers directory.
 
     fp32 and int8: the builder's graph (int8: its asymmetric MatMulNBits). int4: the builder's
     fp32 graph quantized by `export.quantize.quantize_int4_affine` (4-bit codes with float
-    block offsets, LM head 8-bit): on SmolLM2 96.6 % agreement against 72 % for the builder's
-    best int4 (module docstring).
+    block offsets, LM head 8-bit): on SmolLM2 97 % agreement against 72 % for the builder's
+    best int4 (module docstring), at the cost of 9 small ops per layer (slower decode, see
+    benchmarks/RESULTS.md); `int4_scheme="builder"` takes the builder's int4 instead
+    (asymmetric, LM head 8-bit: faster, less accurate).
 
     Returns:
         the file names written.
     """
-    if precision == "int4":
+    if int4_scheme not in INT4_SCHEMES:
+        raise ValueError(f"int4_scheme must be one of {INT4_SCHEMES}, got {int4_scheme!r}")
+    if precision == "int4" and int4_scheme == "affine":
         from export.quantize import quantize_int4_affine
 
         model = build_decoder(hf_dir, work, "fp32")
@@ -217,7 +223,7 @@ def save_graph(src: str | Path, dst: str | Path) -> list[str]:
 
 
 def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
-              data_file: str | None = None) -> dict:
+              data_file: str | None = None, int4_scheme: str = "affine") -> dict:
     """The `llm` component's extra: sizes and I/O names `OrtLLM` needs, and how it was made."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     extra = {"num_layers": config.num_hidden_layers, "num_kv_heads": config.num_key_value_heads,
@@ -227,6 +233,10 @@ def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
              "builder_options": builder_options(precision, block_size, accuracy_level)}
     if precision == "int8":
         extra["quantization"] = {"op": "MatMulNBits", "bits": 8, "block_size": block_size,
+                                 "accuracy_level": accuracy_level, "symmetric": False,
+                                 "lm_head_bits": 8, "quantizer": "onnxruntime (builder)"}
+    elif precision == "int4" and int4_scheme == "builder":
+        extra["quantization"] = {"op": "MatMulNBits", "bits": 4, "block_size": block_size,
                                  "accuracy_level": accuracy_level, "symmetric": False,
                                  "lm_head_bits": 8, "quantizer": "onnxruntime (builder)"}
     elif precision == "int4":
@@ -266,7 +276,7 @@ class LLMExport:
 def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
                block_size: int = DEFAULT_BLOCK_SIZE,
                accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-               agreement_floor: float | None = None) -> LLMExport:
+               agreement_floor: float | None = None, int4_scheme: str = "affine") -> LLMExport:
     """Exports the LLM into a bundle directory and validates it against PyTorch.
 
     fp32: logits and last-layer hidden states of a prefill and three decode steps through
@@ -282,6 +292,7 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
         precision: "fp32", "int8" or "int4".
         block_size, accuracy_level: MatMulNBits settings of int8/int4.
         agreement_floor: minimum agreement of a quantized graph (None: not checked).
+        int4_scheme: "affine" (our float-offset int4, accurate) or "builder" (faster).
 
     Returns:
         LLMExport with components {"llm", "llm_embed"} and parity entries.
@@ -300,10 +311,10 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
     with tempfile.TemporaryDirectory(prefix="earthx-llm-") as tmp:
         hf = save_hf_dir(llm, tokenizer, Path(tmp) / "hf")
         files = make_graph(hf, Path(tmp) / "onnx", out / LLM_FILE, precision, block_size,
-                           accuracy_level)
+                           accuracy_level, int4_scheme)
     embed = write_embed(llm, out / EMBED_FILE, np.float32 if precision == "fp32" else np.float16)
     extra = llm_extra(llm.config, precision, block_size, accuracy_level,
-                      files[1] if len(files) > 1 else None)
+                      files[1] if len(files) > 1 else None, int4_scheme)
     comp = onnx_component(out, LLM_FILE, precision, extra)
     table_dtype = "float32" if precision == "fp32" else "float16"
     embed_comp = Component(

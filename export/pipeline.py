@@ -71,7 +71,8 @@ class _Stages:
 def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp32",
                   resolution: int | None = None,
                   sensors: list[str] | None = None, llm: str | None = None,
-                  llm_block_size: int = 32, tensorrt: str | None = None) -> BundleManifest:
+                  llm_block_size: int = 32, llm_int4: str = "affine",
+                  tensorrt: str | None = None) -> BundleManifest:
     """Exports and validates the vision, prompt-encoder and mask-decoder graphs of a checkpoint,
     and with `llm` the LLM decoder and its embedding table (`export.llm.export_llm`).
 
@@ -86,6 +87,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             components, validated (fp32: logits and hidden states within 1e-4 of PyTorch;
             int8/int4: teacher-forced next-token agreement at least `export.llm.AGREEMENT_FLOORS`).
         llm_block_size: MatMulNBits block size of an int8/int4 LLM.
+        llm_int4: "affine" (float block offsets, accurate) or "builder" (faster), see
+            `export.llm.make_graph`.
         tensorrt: None, or "fp16" / "int8" / "fp32": also build TensorRT engines for this GPU
             into out/engines (`export.tensorrt.build_engines`; needs TensorRT 10).
 
@@ -159,7 +162,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         from export.llm import AGREEMENT_FLOORS, export_llm
 
         res = export_llm(model.llm, model.tokenizer, out, llm, llm_block_size,
-                         agreement_floor=AGREEMENT_FLOORS.get(llm))
+                         agreement_floor=AGREEMENT_FLOORS.get(llm), int4_scheme=llm_int4)
         components.update(res.components)
         files.update(res.files)
         llm_parity = res.parity

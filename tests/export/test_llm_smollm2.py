@@ -33,10 +33,9 @@ def test_smollm2_quantization_targets():
     assert fp32["agreement"] >= 0.999  # the fp32 graph is the reference's own math
     assert abs(fp32["ppl_ratio"] - 1) < 1e-3
     # What this path reaches today (floors a regression would break), then the issue's targets:
-    # int4 misses them (SmolLM2's fp32 reference is itself dequantized Q4_1; requantizing that
-    # 4-bit grid onto MatMulNBits' integer-zero-point grid adds a full 4-bit rounding error, see
-    # export/llm.py and benchmarks/RESULTS.md), which is reported as an expected failure.
-    floors = {"int8": (0.95, 1.02, 0.30), "int4": (0.65, 1.40, 0.20)}
+    # int8's agreement misses 98 % (int8 activations, the only fast MatMulNBits path on CPU;
+    # see export/llm.py and benchmarks/RESULTS.md), reported as an expected failure.
+    floors = {"int8": (0.95, 1.02, 0.30), "int4": (0.93, 1.10, 0.20)}
     for prec, (agree, ppl, size) in floors.items():
         r = report[prec]
         assert r["agreement"] >= agree and r["ppl_ratio"] <= ppl and r["size_ratio"] <= size, \
