@@ -224,18 +224,6 @@ def _check_regions(question: str, history, prompts: list) -> None:
                          f"prompt(s): each prompt needs exactly one <region>{hint}")
 
 
-def _decode_text(tok, ids: Sequence[int]) -> str:
-    parts, chunk = [], []
-    for t in ids:
-        if t == tok.seg_id:
-            parts += [tok.decode(chunk), "<seg>"]
-            chunk = []
-        elif t != tok.eos_id:
-            chunk.append(t)
-    parts.append(tok.decode(chunk))
-    return "".join(parts)
-
-
 def _regions(prompts: list, hw: tuple[int, int]) -> list[dict]:
     h, w = hw
     out = []
@@ -362,7 +350,7 @@ def finish(state: ImageState, part: _Partial, prompts: list, threshold: float) -
         masks = [_rle_str(r) for r in rle_encode(binary)]
         scores = [float(s) for s in part.scores]
         tm["postprocess"] = StageTiming(time.perf_counter() - t0, "native:_C", "fp32", "ran", 1)
-    return Result(_decode_text(tok, part.token_ids), part.token_ids, _regions(prompts, state.hw),
+    return Result(tok.decode_answer(part.token_ids), part.token_ids, _regions(prompts, state.hw),
                   masks, scores, tm, state.sensor, state.hw, state.image.geo,
                   _backend(state.engine), int(part.view.info.invalid_pixels or 0))
 
@@ -487,7 +475,7 @@ def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_to
         scores.append(score)
     tm["postprocess"].add(time.perf_counter() - t0, 0)
     tok = state.engine.tokenizer
-    text = " ".join(_decode_text(tok, t) for t in texts)
+    text = " ".join(tok.decode_answer(t) for t in texts)
     all_prompts = [p for _, ps in jobs for p in ps]
     ids = texts[0] if len(texts) == 1 else [i for t in texts for i in t]
     return Result(text, ids, _regions(all_prompts, state.hw), masks, scores, tm, state.sensor,

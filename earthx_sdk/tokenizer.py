@@ -169,6 +169,19 @@ class EarthXTokenizer:
         """Text of `ids`; special tokens are dropped unless `skip_special_tokens` is False."""
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
+    def decode_answer(self, ids: Sequence[int]) -> str:
+        """Text of generated ids: eos and the other special tokens dropped, each <seg> kept in
+        place (the answer as the user reads it)."""
+        parts, chunk = [], []
+        for t in ids:
+            if t == self.seg_id:
+                parts += [self.decode(chunk), "<seg>"]
+                chunk = []
+            elif t != self.eos_id:
+                chunk.append(t)
+        parts.append(self.decode(chunk))
+        return "".join(parts)
+
     def apply_chat(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> str:
         """Formats `messages` in ChatML.
 

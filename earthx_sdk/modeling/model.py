@@ -256,16 +256,7 @@ class EarthXModel(nn.Module):
 
     def decode_text(self, ids: list[int]) -> str:
         """Text of generated ids: eos and other special tokens dropped, <seg> kept in place."""
-        tok = self.tokenizer
-        parts, chunk = [], []
-        for t in ids:
-            if t == tok.seg_id:
-                parts += [tok.decode(chunk), "<seg>"]
-                chunk = []
-            elif t != tok.eos_id:
-                chunk.append(t)
-        parts.append(tok.decode(chunk))
-        return "".join(parts)
+        return self.tokenizer.decode_answer(ids)
     # --------------------------------------------------------------------------------------------
     # persistence: config.json, model.safetensors, tokenizer.json — never pickle
     # --------------------------------------------------------------------------------------------
