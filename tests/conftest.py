@@ -22,7 +22,7 @@ def rng():
 
 
 def realdata(fn, *args):
-    """Path from a `training.realdata` lookup, or a skip naming what is missing (`realdata` tests)."""
+    """Path from a `training.realdata` lookup, or a skip naming what is missing."""
     try:
         return fn(*args)
     except FileNotFoundError as e:
