@@ -1,0 +1,43 @@
+"""training.diagnose: the <seg> sensitivity figures on a random tiny model."""
+
+import numpy as np
+import pytest
+import torch
+
+from earthx_sdk.modeling.config import EarthXConfig
+from earthx_sdk.modeling.model import EarthXModel
+from training.diagnose import main, seg_sensitivity
+from training.synthetic import render_scene
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return EarthXModel(EarthXConfig.from_name("tiny")).eval()
+
+
+def _images(n):
+    return [render_scene(7 + s, (112, 112))["optical"].image for s in range(n)]
+
+
+def test_question_and_image_terms(model):
+    r = seg_sensitivity(model, _images(2), questions=("Please segment the ship.",
+                                                      "Please segment all trees on the left."))
+    for name in ("hidden", "logits"):
+        for k in ("question", "image"):
+            assert np.isfinite(r[name][k]) and r[name][k] > 0, (name, k, r)
+    # the same image and question twice gives no change at all
+    same = seg_sensitivity(model, _images(1) * 2, questions=("Please segment the ship.",) * 2)
+    assert same["hidden"] == {"question": 0.0, "image": 0.0}
+
+
+def test_needs_two_images(model):
+    with pytest.raises(ValueError, match=">= 2 images"):
+        seg_sensitivity(model, _images(1))
+
+
+def test_cli_writes_json(model, tmp_path, capsys):
+    model.save(tmp_path / "m")
+    assert main(["--checkpoint", str(tmp_path / "m"), "--json", str(tmp_path / "d.json")]) == 0
+    assert "other question" in capsys.readouterr().out
+    assert (tmp_path / "d.json").is_file()

@@ -1,0 +1,107 @@
+"""How much the question and the image move the <seg> state and the mask it decodes.
+
+    python -m training.diagnose --checkpoint DIR [--scenes 2] [--json PATH]
+
+For each held-out synthetic scene and each referring question (teacher-forced answer "<seg>"),
+it takes the LLM's last hidden state at <seg> and the decoded mask logits, then reports the mean
+relative change ||a - b|| / ||a|| of both between two questions on the same image and between two
+images with the same question. A model that segments what it is asked shows a large question
+term for the logits; one that paints a single mask per image shows a question term near 0 and a
+large image term.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import numpy as np
+
+QUESTIONS = ("Please segment the tree on the right.", "Please segment the building on the left.",
+             "Please segment the ship in the top left.", "Please segment all vehicles.")
+
+
+def seg_sensitivity(model, images: list, sensor: str = "optical",
+                    questions: tuple[str, ...] = QUESTIONS) -> dict:
+    """Relative changes of the <seg> hidden state and of the mask logits.
+
+    Args:
+        model: an EarthXModel in eval mode.
+        images: at least two images of `sensor` at the model's input size.
+        questions: at least two referring questions.
+
+    Returns:
+        {"hidden": {"question": q, "image": i}, "logits": {"question": q, "image": i}}: mean
+        relative change across question pairs (same image) and across image pairs (same question).
+
+    Raises:
+        ValueError: fewer than two images or questions.
+    """
+    import torch
+
+    if len(images) < 2 or len(questions) < 2:
+        raise ValueError(f"seg_sensitivity needs >= 2 images and >= 2 questions, got "
+                         f"{len(images)} and {len(questions)}")
+    size = model.cfg.vision.image_size
+    seg_id = model.tokenizer.seg_id
+    states: dict[tuple[int, int], tuple] = {}
+    with torch.no_grad():
+        for (i, img), (j, q) in itertools.product(enumerate(images), enumerate(questions)):
+            enc = model.processor.encode(img, sensor, q, answer="<seg>",
+                                         target_masks=[np.zeros((size, size), bool)])
+            vis, embeds, prompt_states = model._prepare([enc])
+            out = model.llm(inputs_embeds=embeds[0][None], output_hidden_states=True)
+            pos = int(np.flatnonzero(enc.input_ids == seg_id)[0])
+            h = out.hidden_states[-1][0, pos]  # [hidden]
+            logits, _ = model.decode_masks(vis[0], h[None, None], prompt_states[0])
+            states[i, j] = (h, logits[0, 0])
+
+    def rel(a, b) -> float:
+        return float((a - b).norm() / a.norm().clamp_min(1e-12))
+
+    out: dict = {}
+    for k, name in enumerate(("hidden", "logits")):
+        by_q = [rel(states[i, a][k], states[i, b][k]) for i in range(len(images))
+                for a, b in itertools.combinations(range(len(questions)), 2)]
+        by_i = [rel(states[a, j][k], states[b, j][k]) for j in range(len(questions))
+                for a, b in itertools.combinations(range(len(images)), 2)]
+        out[name] = {"question": float(np.mean(by_q)), "image": float(np.mean(by_i))}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.diagnose", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a training output or model directory")
+    p.add_argument("--scenes", type=int, default=2, help="held-out scenes (>= 2)")
+    p.add_argument("--json", help="also write the figures here")
+    a = p.parse_args(argv)
+
+    from pathlib import Path
+
+    from earthx_sdk.modeling.model import EarthXModel
+    from training.eval import HELD_OUT_SEED
+    from training.synthetic import render_scene
+
+    ckpt = Path(a.checkpoint)
+    model = EarthXModel.load(ckpt / "model" if (ckpt / "model").is_dir() else ckpt).eval()
+    size = model.cfg.vision.image_size
+    recipe = ckpt / "recipe.json"  # the scene spec the model was trained on, when known
+    scale = (json.loads(recipe.read_text()).get("scenes", {}).get("object_scale", 1.0)
+             if recipe.is_file() else 1.0)
+    images = [render_scene(HELD_OUT_SEED + s, (size, size), object_scale=scale)["optical"].image
+              for s in range(a.scenes)]
+    r = seg_sensitivity(model, images)
+    for name, v in r.items():
+        print(f"{name:7s} relative change: other question {v['question']:.4f}, "
+              f"other image {v['image']:.4f}")
+    if a.json:
+        tmp = Path(a.json + ".tmp")
+        tmp.write_text(json.dumps(r, indent=2))
+        tmp.replace(a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
