@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from earthx_sdk.io.geo import GeoInfo, read_geotags
+from earthx_sdk.ops.preprocess import as_hwc
 
 MAX_BANDS = 16
 DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP (16384 x 16384): beyond, a scene is refused, not allocated
@@ -99,23 +100,16 @@ def to_hwc(array: np.ndarray, layout: str = "auto", where: str = "image") -> np.
         raise ValueError(f"{where}: layout must be one of {LAYOUTS}, got {layout!r}")
     if array.dtype.name not in DTYPES:
         raise TypeError(f"{where}: dtype must be one of {', '.join(DTYPES)}, got {array.dtype}")
-    if array.ndim == 2:
-        array = array[:, :, None]
-    elif array.ndim == 3:
-        if layout == "auto":
+    if layout == "auto":
+        layout = "hwc"
+        if array.ndim == 3:
             first, last = array.shape[0] <= MAX_BANDS, array.shape[2] <= MAX_BANDS
             if first == last:
                 raise ValueError(f"{where}: cannot tell the band axis of an array of shape "
                                  f"{list(array.shape)} (HWC or CHW?); pass layout='hwc' or "
                                  f"'chw'")
             layout = "chw" if first else "hwc"
-        if layout == "chw":
-            array = array.transpose(1, 2, 0)
-    else:
-        raise ValueError(f"{where}: image must be [H, W], [H, W, C] or [C, H, W], got shape "
-                         f"{list(array.shape)}")
-    if array.size == 0:
-        raise ValueError(f"{where}: image must not be empty, got shape {list(array.shape)}")
+    array = as_hwc(array, layout, where)  # ndim, emptiness and the transpose: preprocess's rule
     if array.shape[2] > MAX_BANDS:
         raise ValueError(f"{where}: at most {MAX_BANDS} bands are supported, got "
                          f"{array.shape[2]} (shape {list(array.shape)} as HWC)")
