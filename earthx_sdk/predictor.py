@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from earthx_sdk.io.images import DEFAULT_MAX_PIXELS, LoadedImage, guess_sensor, load_image
+from earthx_sdk.processor import text_positions
 from earthx_sdk.prompts import (
     PROMPT_CLASSES,
     Box,
@@ -311,13 +312,14 @@ def run_request(state: ImageState, question: str, prompts: list, *,
         flat = region.reshape(-1, region.shape[-1])  # [R * n, hidden]
         emb[reg_pos] = flat[: reg_pos.size]
 
+    text_pos = text_positions(ids, None, tok.image_id, tok.region_id)
     return _decode_phase(eng, view, emb, states, tm, max_new_tokens=max_new_tokens,
-                         temperature=temperature, seed=seed, forced=forced)
+                         temperature=temperature, seed=seed, forced=forced, text_pos=text_pos)
 
 
 def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
                   max_new_tokens: int, temperature: float, seed: int | None,
-                  forced: Sequence[int]) -> Iterator[int]:
+                  forced: Sequence[int], text_pos: np.ndarray) -> Iterator[int]:
     tok = eng.tokenizer
     stats = DecodeStats()
     yield from decode(eng.llm, emb, eos_id=tok.eos_id, seg_id=tok.seg_id,
@@ -329,7 +331,8 @@ def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
     logits = scores = None
     if stats.seg_hidden is not None:
         t0 = time.perf_counter()
-        logits, scores = eng.mask.run(view.feats, stats.seg_hidden, states)
+        text = stats.prompt_hidden[text_pos] if eng.mask.reads_text else None  # [T, hidden]
+        logits, scores = eng.mask.run(view.feats, stats.seg_hidden, states, text)
         tm["mask_decoder"] = StageTiming(time.perf_counter() - t0, eng.mask.backend,
                                          eng.mask.precision, "ran", 1)
     return _Partial(list(stats.token_ids), logits, scores, view, tm)

@@ -22,6 +22,24 @@ from earthx_sdk.prompts import TYPE_IDS, Prompt, check_in_image
 IGNORE_INDEX = -100  # labels that carry no loss
 
 
+def text_positions(input_ids: np.ndarray, labels: np.ndarray | None, image_id: int,
+                   region_id: int) -> np.ndarray:
+    """Positions of the prompt's text tokens: those before the answer (the first label that is
+    not IGNORE_INDEX; all of `input_ids` when `labels` is None, as at inference) that are not
+    `<image>` or `<region>` slots. The mask decoder reads the LLM's last-layer states there.
+
+    Returns:
+        int64 [T] positions in increasing order.
+    """
+    ids = np.asarray(input_ids)
+    n = len(ids)
+    if labels is not None:
+        answer = np.flatnonzero(np.asarray(labels) != IGNORE_INDEX)
+        n = int(answer[0]) if len(answer) else n
+    head = ids[:n]
+    return np.flatnonzero((head != image_id) & (head != region_id)).astype(np.int64)
+
+
 @dataclass
 class Encoded:
     """One sample, ready for the model (numpy).

@@ -17,6 +17,7 @@ import torch
 from export.wrappers import (
     MASK_INPUTS,
     MASK_OUTPUTS,
+    MASK_TEXT_INPUT,
     PROMPT_INPUTS,
     PROMPT_OUTPUTS,
     VISION_OUTPUTS,
@@ -28,6 +29,7 @@ from export.wrappers import (
 OPSET = 18
 MAX_PROMPTS = 256  # upper bound of the dynamic R the export declares
 MAX_QUERIES = 64  # upper bound of the dynamic Q
+MAX_TEXT_TOKENS = 2048  # upper bound of the dynamic T: prompt text tokens the mask decoder reads
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Div",
             "Erf", "Range", "Sin", "Cos", "Resize")
 """ONNX operators kept in fp32 by every fp16 path (`to_fp16`, the TensorRT fp16/int8 engines):
@@ -85,14 +87,18 @@ def component_specs(model, sensor: str, channels: int, prompts: int = 3,
     hidden = model.mask_decoder.llm_hidden
     seg = torch.randn(1, queries, hidden, generator=g)
     states = torch.randn(1, prompts, pe.cfg.dim, generator=g)
+    mask_inputs = dict(zip(MASK_INPUTS, (seg, dense, s4, s8, states), strict=True))
+    mask_dynamic = {"seg_hidden": {1: "Q"}, "prompt_states": {1: "R"}}
+    if model.mask_decoder.text_tokens:
+        mask_inputs[MASK_TEXT_INPUT] = torch.randn(1, 12, hidden, generator=g)
+        mask_dynamic[MASK_TEXT_INPUT] = {1: "T"}
     return [
         Exported(f"vision_{sensor}_{channels}", vision, {"pixels": pixels}, VISION_OUTPUTS, {}),
         Exported("prompt_encoder", PromptEncoderOnnx(pe),
                  dict(zip(PROMPT_INPUTS, (pooled, boxes, types, image_tokens), strict=True)),
                  PROMPT_OUTPUTS, {"pooled": {1: "R"}, "boxes": {1: "R"}, "types": {1: "R"}}),
-        Exported("mask_decoder", MaskDecoderOnnx(model.mask_decoder),
-                 dict(zip(MASK_INPUTS, (seg, dense, s4, s8, states), strict=True)),
-                 MASK_OUTPUTS, {"seg_hidden": {1: "Q"}, "prompt_states": {1: "R"}}),
+        Exported("mask_decoder", MaskDecoderOnnx(model.mask_decoder), mask_inputs,
+                 MASK_OUTPUTS, mask_dynamic),
     ]
 
 
@@ -111,7 +117,8 @@ def export_onnx(spec: Exported, path: str | Path) -> Path:
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     tmp = tmpdir / path.name
     dims = {"R": torch.export.Dim("R", min=1, max=MAX_PROMPTS),
-            "Q": torch.export.Dim("Q", min=1, max=MAX_QUERIES)}
+            "Q": torch.export.Dim("Q", min=1, max=MAX_QUERIES),
+            "T": torch.export.Dim("T", min=1, max=MAX_TEXT_TOKENS)}
     dynamic = {k: ({a: dims[n] for a, n in spec.dynamic[k].items()} if k in spec.dynamic else None)
                for k in spec.inputs}
     try:

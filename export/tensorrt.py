@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import FP32_OPS, MAX_PROMPTS, MAX_QUERIES
+from export.onnx_export import FP32_OPS, MAX_PROMPTS, MAX_QUERIES, MAX_TEXT_TOKENS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TIMING_CACHE = "timing.cache"
@@ -39,6 +39,8 @@ ENGINES_DIR = "engines"
 DIMS: dict[str, tuple[int, int, int] | Callable[[dict, object], tuple[int, int, int]]] = {
     "R": (1, 4, MAX_PROMPTS),  # visual prompts of one image
     "Q": (1, 1, MAX_QUERIES),  # <seg> queries of one answer
+    # text tokens of one prompt the mask decoder reads (bounded by the LLM's context)
+    "T": lambda mc, c: (1, 32, min(MAX_TEXT_TOKENS, mc["llm"]["max_positions"])),
     # The LLM graph of onnxruntime-genai's builder (not built by TensorRT here, but covered).
     "batch_size": (1, 1, 1),
     "sequence_length": lambda mc, c: (1, 64, mc["llm"]["max_positions"]),

@@ -25,6 +25,9 @@ is `dense`."""
 PROMPT_INPUTS = ("pooled", "boxes", "types", "image_tokens")
 PROMPT_OUTPUTS = ("region_embeds", "prompt_states")
 MASK_INPUTS = ("seg_hidden", "dense", "hires_s4", "hires_s8", "prompt_states")
+MASK_TEXT_INPUT = "text_hidden"
+"""The mask decoder's sixth input, for a decoder with cfg.text_tokens: the LLM's last-layer
+states at the prompt's text tokens [1, T, hidden] (`earthx_sdk.processor.text_positions`)."""
 MASK_OUTPUTS = ("mask_logits", "iou_pred")
 
 
@@ -106,7 +109,10 @@ class MaskDecoderOnnx(nn.Module):
         self.decoder = decoder
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires_s4: Tensor, hires_s8: Tensor,
-                prompt_states: Tensor) -> tuple[Tensor, Tensor]:
+                prompt_states: Tensor, text_hidden: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
         """seg_hidden [1, Q, hidden], dense [1, Dv, g, g], hires maps, prompt_states [1, R, dim]
+        (and text_hidden [1, T, hidden] for a decoder that reads the prompt's text)
         -> mask_logits [1, Q, S/4, S/4], iou_pred [1, Q]."""
-        return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None)
+        return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None,
+                            text_hidden)

@@ -54,7 +54,8 @@ def seg_sensitivity(model, images: list, sensor: str = "optical",
             out = model.llm(inputs_embeds=embeds[0][None], output_hidden_states=True)
             pos = int(np.flatnonzero(enc.input_ids == seg_id)[0])
             h = out.hidden_states[-1][0, pos]  # [hidden]
-            logits, _ = model.decode_masks(vis[0], h[None, None], prompt_states[0])
+            text = model._text_states(out.hidden_states[-1][0], enc, with_labels=True)
+            logits, _ = model.decode_masks(vis[0], h[None, None], prompt_states[0], text)
             states[i, j] = (h, logits[0, 0])
 
     def rel(a, b) -> float:

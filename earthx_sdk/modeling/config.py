@@ -86,6 +86,11 @@ class MaskDecoderConfig:
     depth: int = 2
     heads: int = 8
     mlp: int = 2048
+    # The last-layer LLM states of the prompt's text tokens join the queries (projected), so the
+    # decoder reads what was asked even where the <seg> state carries little of it. Off in the
+    # presets: on tiny-synthetic (2500 steps) it made the masks 25x more sensitive to the
+    # question (diagnose: logits move 6.1 % against 0.25 %) but held-out gIoU stayed 0.06-0.15.
+    text_tokens: bool = False
 
 
 @dataclass(frozen=True)

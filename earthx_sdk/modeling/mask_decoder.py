@@ -1,7 +1,8 @@
 """The pixel perception module: a SAM-style mask decoder driven by the LLM's <seg> tokens.
 
 Each <seg> token becomes one query set [iou token, mask token, projected <seg> state, projected
-prompt tokens of its image]; a two-way transformer lets it talk with the fused dense features; the
+prompt tokens of its image, and with `cfg.text_tokens` the projected last-layer LLM states of the
+prompt's text tokens]; a two-way transformer lets it talk with the fused dense features; the
 image side is then upsampled to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and
 stride-4 maps, and dotted with per-query weights that a hypernetwork reads off the mask token.
 
@@ -116,6 +117,12 @@ class MaskDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.randn(1, dim) * 0.02)
         self.seg_proj = MLP(llm_hidden, llm_hidden, dim, layers=2)
         self.prompt_proj = nn.Linear(prompt_dim, dim)
+        self.text_tokens = bool(cfg.text_tokens)
+        if self.text_tokens:
+            # The question read directly: a tiny LLM trained from scratch routes little of the
+            # question into its <seg> state (tiny, 2500 steps: mask logits moved 0.25 % between
+            # questions on one image), so its text-token states join the queries.
+            self.text_proj = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
 
         # Keys: the dense map in the decoder width, plus a fixed positional code (not saved).
         self.dense_proj = nn.Sequential(nn.Conv2d(dense_dim, dim, 1), LayerNorm2d(dim))
@@ -133,7 +140,8 @@ class MaskDecoder(nn.Module):
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires: Sequence[Tensor],
                 prompt_states: Tensor | None = None,
-                prompt_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                prompt_valid: Tensor | None = None,
+                text_states: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Decodes one mask per <seg> query; each query is decoded independently of the others.
 
         Args:
@@ -146,6 +154,9 @@ class MaskDecoder(nn.Module):
                 R may be 0.
             prompt_valid: [B, R] bool, False marks padding prompt tokens (ignored by attention), or
                 None (all valid). Needs prompt_states.
+            text_states: [B, T, llm_hidden] the LLM's last hidden states at the prompt's text
+                tokens (`text_positions`), T >= 1; required when cfg.text_tokens, refused
+                otherwise.
 
         Returns:
             mask_logits [B, Q, S4, S4] and iou_pred [B, Q] (an unbounded regression of the mask's
@@ -156,7 +167,7 @@ class MaskDecoder(nn.Module):
             ValueError: an input's shape does not match the sizes given at construction, or
                 prompt_valid comes without prompt_states.
         """
-        b, q = self._check(seg_hidden, dense, hires, prompt_states, prompt_valid)
+        b, q = self._check(seg_hidden, dense, hires, prompt_states, prompt_valid, text_states)
         dim = self.iou_token.shape[1]
 
         # Query tokens of every (image, <seg>) pair; Q is folded into the batch.
@@ -173,6 +184,12 @@ class MaskDecoder(nn.Module):
                 always = prompt_valid.new_ones(b, q, 3)  # [B, Q, 3]: iou, mask, <seg>
                 valid = torch.cat([always, prompt_valid[:, None].expand(b, q, r)], 2)  # [B, Q, T]
                 valid = valid.flatten(0, 1)  # [B*Q, T]
+        if text_states is not None:
+            t = text_states.shape[1]
+            text = self.text_proj(text_states)  # [B, T, dim]
+            parts.append(text[:, None].expand(b, q, t, dim))  # [B, Q, T, dim]
+            if valid is not None:
+                valid = torch.cat([valid, valid.new_ones(b * q, t)], 1)
         tokens = torch.cat(parts, 2).flatten(0, 1)  # [B*Q, T, dim]
 
         # Keys: one copy of the image per query (the transformer updates it per query).
@@ -205,8 +222,15 @@ class MaskDecoder(nn.Module):
         iou = self.iou_head(iou_out).reshape(b, q)  # [B, Q]
         return logits, iou
 
-    def _check(self, seg_hidden, dense, hires, prompt_states, prompt_valid) -> tuple[int, int]:
+    def _check(self, seg_hidden, dense, hires, prompt_states, prompt_valid,
+               text_states=None) -> tuple[int, int]:
         named = [("seg_hidden", seg_hidden), ("dense", dense)]
+        if self.text_tokens and text_states is None:
+            raise ValueError("MaskDecoder: this decoder reads the prompt's text tokens "
+                             "(cfg.text_tokens): text_states [B, T, llm_hidden] is required")
+        if not self.text_tokens and text_states is not None:
+            raise ValueError("MaskDecoder: text_states given to a decoder built without "
+                             "cfg.text_tokens")
         if not isinstance(hires, (list, tuple)) or len(hires) != 2:
             raise TypeError(
                 "MaskDecoder: hires must be a list [stride-4 map, stride-8 map], got "
@@ -218,6 +242,8 @@ class MaskDecoder(nn.Module):
             named.append(("prompt_states", prompt_states))
         if prompt_valid is not None:
             named.append(("prompt_valid", prompt_valid))
+        if text_states is not None:
+            named.append(("text_states", text_states))
         for name, t in named:
             if not isinstance(t, torch.Tensor):
                 raise TypeError(
@@ -243,6 +269,12 @@ class MaskDecoder(nn.Module):
         elif prompt_valid is not None:
             raise ValueError(
                 "MaskDecoder: prompt_valid needs prompt_states, got prompt_states=None")
+        if text_states is not None:
+            if text_states.dim() != 3 or text_states.shape[1] < 1:
+                raise ValueError(f"MaskDecoder: text_states must be [B, T >= 1, "
+                                 f"{self.llm_hidden}], got {list(text_states.shape)}")
+            expected.append(("text_states", text_states,
+                             [b, text_states.shape[1], self.llm_hidden], "[B, T, llm_hidden]"))
         for name, t, shape, rule in expected:
             if list(t.shape) != shape:
                 raise ValueError(

@@ -19,7 +19,7 @@ from earthx_sdk.modeling.llm import build_llm, load_tokenizer
 from earthx_sdk.modeling.mask_decoder import MaskDecoder
 from earthx_sdk.modeling.prompt_encoder import PromptEncoder
 from earthx_sdk.modeling.vision import VisionEncoder
-from earthx_sdk.processor import IGNORE_INDEX, Encoded, Processor
+from earthx_sdk.processor import IGNORE_INDEX, Encoded, Processor, text_positions
 from earthx_sdk.tokenizer import EarthXTokenizer
 
 
@@ -174,7 +174,8 @@ class EarthXModel(nn.Module):
             if s.target_masks is None or len(s.target_masks) == 0:
                 continue
             pos = torch.from_numpy(np.flatnonzero(s.input_ids == self.tokenizer.seg_id)).to(dev)
-            logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i])
+            text = self._text_states(last[i], s, with_labels=True)
+            logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i], text)
             target = torch.from_numpy(s.target_masks).to(dev)  # [Q, S/4, S/4]
             bce, dice, iou_l = mask_losses(logits_m[0], iou[0], target, balanced_bce)
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
@@ -190,10 +191,22 @@ class EarthXModel(nn.Module):
         return {"loss": lm_loss + mask_loss + iou_loss, "lm_loss": lm_loss,
                 "mask_loss": mask_loss, "iou_loss": iou_loss}
 
-    def decode_masks(self, vis, seg_hidden: torch.Tensor, prompt_states: torch.Tensor):
-        """Mask logits [1, Q, S/4, S/4] and IoU [1, Q] for <seg> hidden states [1, Q, hidden]."""
+    def _text_states(self, last: torch.Tensor, s: Encoded, with_labels: bool):
+        """[1, T, hidden] last-layer states at the prompt's text tokens (`text_positions`), or
+        None for a decoder that does not read them. last: [L, hidden] of the sample."""
+        if not self.mask_decoder.text_tokens:
+            return None
+        tok = self.tokenizer
+        pos = text_positions(s.input_ids, s.labels if with_labels else None, tok.image_id,
+                             tok.region_id)
+        return last[torch.from_numpy(pos).to(last.device)][None]
+
+    def decode_masks(self, vis, seg_hidden: torch.Tensor, prompt_states: torch.Tensor,
+                     text_states: torch.Tensor | None = None):
+        """Mask logits [1, Q, S/4, S/4] and IoU [1, Q] for <seg> hidden states [1, Q, hidden]
+        (and, for a decoder with cfg.text_tokens, the prompt's text states [1, T, hidden])."""
         states = prompt_states[None] if prompt_states.shape[0] else None
-        return self.mask_decoder(seg_hidden, vis.dense, vis.hires, states, None)
+        return self.mask_decoder(seg_hidden, vis.dense, vis.hires, states, None, text_states)
 
     # --------------------------------------------------------------------------------------------
     # inference
@@ -221,6 +234,7 @@ class EarthXModel(nn.Module):
         seg_states: list[torch.Tensor] = []
         cache = None
         step_in = x
+        text = None
         for _ in range(max_new_tokens):
             if use_cache:
                 out = self.llm(inputs_embeds=step_in, past_key_values=cache, use_cache=True,
@@ -228,6 +242,8 @@ class EarthXModel(nn.Module):
                 cache = out.past_key_values
             else:
                 out = self.llm(inputs_embeds=x, use_cache=False, output_hidden_states=True)
+            if text is None:  # the prefill: the prompt's states
+                text = self._text_states(out.hidden_states[-1][0], sample, with_labels=False)
             if generated and generated[-1] == tok.seg_id:
                 seg_states.append(out.hidden_states[-1][0, -1])  # the state *at* the <seg> input
             logits = out.logits[0, -1].float()  # [V]
@@ -247,7 +263,7 @@ class EarthXModel(nn.Module):
         g = self.cfg.vision.image_size // 4
         if seg_states:
             q = torch.stack(seg_states)[None]  # [1, Q, hidden]
-            masks, iou = self.decode_masks(vis[0], q, prompt_states[0])
+            masks, iou = self.decode_masks(vis[0], q, prompt_states[0], text)
             masks, iou = masks[0], iou[0]
         else:
             masks = torch.zeros(0, g, g, device=self.device)

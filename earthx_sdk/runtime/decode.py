@@ -25,6 +25,7 @@ class DecodeStats:
     Attributes:
         token_ids: the generated ids (ending with eos when reached).
         seg_hidden: float32 [Q, hidden], the state at each `<seg>`.
+        prompt_hidden: float32 [L, hidden], the last-layer states of the prompt (the prefill's).
         prefill_s, decode_s: seconds in the LLM (and in choosing tokens) for prefill / the steps.
         steps: forward calls after the prefill.
         forwards: all forward calls, the prefill included.
@@ -32,6 +33,7 @@ class DecodeStats:
 
     token_ids: list[int] = field(default_factory=list)
     seg_hidden: np.ndarray | None = None
+    prompt_hidden: np.ndarray | None = None
     prefill_s: float = 0.0
     decode_s: float = 0.0
     steps: int = 0
@@ -80,6 +82,7 @@ def decode(llm, embeds: np.ndarray, *, eos_id: int, seg_id: int, max_new_tokens:
     seg: list[np.ndarray] = []
     t0 = time.perf_counter()
     logits, hidden = llm.forward(embeds, state)  # prefill
+    st.prompt_hidden = np.asarray(hidden, np.float32)
     st.forwards += 1
     st.prefill_s += time.perf_counter() - t0
     gen = st.token_ids

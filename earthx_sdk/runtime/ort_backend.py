@@ -164,15 +164,25 @@ class OrtMask:
         self.backend = graphs.backend()
         self.precision = graphs.precision("mask_decoder")
 
-    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray,
-            states) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def reads_text(self) -> bool:
+        sess = self.graphs.session("mask_decoder")
+        return any(i.name == "text_hidden" for i in sess.get_inputs())
+
+    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states,
+            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = feats.native
         if states is None:
             states = np.zeros((0, self.state_dim), np.float32)
-        logits, iou = self.graphs.session("mask_decoder").run(None, {
-            "seg_hidden": np.ascontiguousarray(seg_hidden, np.float32)[None],
-            "dense": n["dense"], "hires_s4": n["feature_s4"], "hires_s8": n["feature_s8"],
-            "prompt_states": np.ascontiguousarray(states, np.float32)[None]})
+        feed = {"seg_hidden": np.ascontiguousarray(seg_hidden, np.float32)[None],
+                "dense": n["dense"], "hires_s4": n["feature_s4"], "hires_s8": n["feature_s8"],
+                "prompt_states": np.ascontiguousarray(states, np.float32)[None]}
+        if self.reads_text:
+            if text_hidden is None:
+                raise ValueError("this bundle's mask decoder reads the prompt's text-token "
+                                 "states: text_hidden [T, hidden] is required")
+            feed["text_hidden"] = np.ascontiguousarray(text_hidden, np.float32)[None]
+        logits, iou = self.graphs.session("mask_decoder").run(None, feed)
         return logits[0], iou[0]  # [Q, S/4, S/4], [Q]
 
 

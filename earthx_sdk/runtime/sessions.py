@@ -109,8 +109,10 @@ class MaskSession(Protocol):
     backend: str
     precision: str
 
-    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray,
-            states: Any) -> tuple[np.ndarray, np.ndarray]: ...
+    reads_text: bool  # the decoder takes the prompt's text-token states (cfg.text_tokens)
+
+    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states: Any,
+            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class LLMSession(Protocol):

@@ -96,14 +96,21 @@ class TorchMask:
         self.backend = f"torch:{device.type}"
         self.precision = _precision(model.mask_decoder)
 
+    @property
+    def reads_text(self) -> bool:
+        return bool(self.model.mask_decoder.text_tokens)
+
     @torch.no_grad()
-    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray,
-            states) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states,
+            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = feats.native
         q = torch.from_numpy(seg_hidden)[None].to(self.device)  # [1, Q, hidden]
         st = None if states is None or states.shape[0] == 0 else states[None]
+        text = (None if text_hidden is None or not self.reads_text
+                else torch.from_numpy(np.ascontiguousarray(text_hidden, np.float32))[None]
+                .to(self.device, q.dtype))  # [1, T, hidden]
         logits, iou = self.model.mask_decoder(q, n["dense"], [n["feature_s4"], n["feature_s8"]],
-                                              st, None)
+                                              st, None, text)
         return _np(logits[0]), _np(iou[0])  # [Q, S/4, S/4], [Q]
 
 

@@ -221,3 +221,36 @@ def test_exports_with_a_dynamic_number_of_queries():
     for got, want in zip(ep.module()(seg5, dense, hires, prompts, valid),
                          dec(seg5, dense, hires, prompts, valid), strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def _text_decoder(seed=0):
+    import dataclasses
+
+    torch.manual_seed(seed)
+    return MaskDecoder(dataclasses.replace(CFG.mask, text_tokens=True), LLM, DENSE, PROMPT, HIRES,
+                       GRID, SIZE)
+
+
+def test_text_tokens_need_text_states_and_others_refuse_them():
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    with pytest.raises(ValueError, match="text_states .* is required"):
+        _text_decoder()(seg, dense, hires, prompts)
+    with pytest.raises(ValueError, match="built without cfg.text_tokens"):
+        make_decoder()(seg, dense, hires, prompts, None, torch.randn(1, 5, LLM))
+    with pytest.raises(ValueError, match=r"text_states must be \[B, T >= 1"):
+        _text_decoder()(seg, dense, hires, prompts, None, torch.randn(1, 0, LLM))
+    with pytest.raises(ValueError, match="text_states must be"):
+        _text_decoder()(seg, dense, hires, prompts, None, torch.randn(1, 5, LLM + 1))
+
+
+def test_text_tokens_shapes_and_gradients():
+    dec = _text_decoder()
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    text = torch.randn(2, 7, LLM, requires_grad=True)
+    valid = torch.ones(2, 4, dtype=torch.bool)
+    logits, iou = dec(seg, dense, hires, prompts, valid, text)
+    assert logits.shape == (2, 3, S4, S4) and iou.shape == (2, 3)
+    (logits.sum() + iou.sum()).backward()
+    assert text.grad is not None and text.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in dec.text_proj.parameters())

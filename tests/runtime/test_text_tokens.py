@@ -1,0 +1,93 @@
+"""A mask decoder that reads the prompt's text tokens (MaskDecoderConfig.text_tokens): the
+reference, the torch backend and the onnxruntime bundle give the same masks, and the masks depend
+on the question's words through that path."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from earthx_sdk.prompts import Box
+from tests.runtime.cases import images, iou
+
+torch = pytest.importorskip("torch")
+
+QUESTION = "What is in <region>?"
+
+
+@pytest.fixture(scope="module")
+def text_ckpt(tmp_path_factory):
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.modeling.model import EarthXModel
+    from tests.runtime.fixtures import seg_prone
+
+    cfg = EarthXConfig.from_name("tiny")
+    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True))
+    torch.manual_seed(0)
+    model = EarthXModel(cfg).eval()
+    seg_prone(model)
+    path = tmp_path_factory.mktemp("text") / "ckpt"
+    model.save(path)
+    return path
+
+
+def _reference_masks(model, img, question, prompts):
+    from earthx_sdk.ops.masks import postprocess_masks
+
+    s = model.processor.encode(img, "optical", question, prompts=prompts)
+    g = model.generate(s, max_new_tokens=4)
+    assert model.tokenizer.seg_id in g.token_ids  # the request decodes a mask
+    return g, postprocess_masks(g.mask_logits.numpy(), s.info.size, s.info.resized_hw,
+                                s.info.orig_hw, 0.0)
+
+
+def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, tmp_path):
+    pytest.importorskip("onnx", reason="ONNX export needs onnx (the `export` extra)")
+    pytest.importorskip("onnxruntime_genai", reason="the LLM export needs onnxruntime-genai")
+    import onnx
+
+    from earthx_sdk import EarthX
+    from earthx_sdk.modeling.model import EarthXModel
+    from tests.runtime.fixtures import build_bundle
+
+    bundle = build_bundle(text_ckpt, tmp_path / "bundle", sensors=("optical",))
+    graph = onnx.load(str(bundle / "mask_decoder.onnx"), load_external_data=False)
+    inputs = {i.name: i for i in graph.graph.input}
+    assert "text_hidden" in inputs  # [1, T, hidden] with a dynamic T
+    assert inputs["text_hidden"].type.tensor_type.shape.dim[1].dim_param
+
+    ref = EarthXModel.load(text_ckpt)
+    img, p = images()["optical"], [Box(10, 8, 50, 40)]
+    want, ref_masks = _reference_masks(ref, img, QUESTION, p)
+    for model in (EarthX.load(text_ckpt, device="cpu"),
+                  EarthX.load(bundle, device="cpu", threads=1)):
+        got = model.ask(img, QUESTION, p, sensor="optical", max_new_tokens=4)
+        assert got.token_ids == want.token_ids
+        assert got.masks_array().shape == ref_masks.shape
+        for a, b in zip(got.masks_array(), ref_masks, strict=True):
+            assert iou(a, b) >= 0.99
+        np.testing.assert_allclose(got.scores, want.iou.numpy(), atol=1e-3)
+
+
+def test_text_states_move_the_mask(text_ckpt):
+    """Same image and <seg> state, other question words: other mask logits (the text path is
+    live), while a decoder without it would give identical ones for an identical <seg> state."""
+    from earthx_sdk.modeling.model import EarthXModel
+
+    model = EarthXModel.load(text_ckpt)
+    img = images()["optical"]
+    outs = []
+    for q in ("Please segment all ships.", "Please segment the tree on the left."):
+        enc = model.processor.encode(img, "optical", q, answer="<seg>",
+                                     target_masks=[np.zeros(img.shape[:2], bool)])
+        with torch.no_grad():
+            vis, embeds, states = model._prepare([enc])
+            last = model.llm(inputs_embeds=embeds[0][None],
+                             output_hidden_states=True).hidden_states[-1][0]
+            text = model._text_states(last, enc, with_labels=True)
+            seg = torch.ones(1, 1, last.shape[-1])  # the same <seg> state for both questions
+            logits, _ = model.decode_masks(vis[0], seg, states[0], text)
+        outs.append(logits)
+    assert (outs[0] - outs[1]).abs().max() > 1e-4
