@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llm-int4", default="affine", choices=("affine", "builder"),
                    help="int4 scheme: affine (float block offsets: accurate) or builder "
                         "(onnxruntime-genai's: faster decode, less accurate)")
+    p.add_argument("--llm-int8", default="builder", choices=("builder", "affine"),
+                   help="int8 scheme: builder (onnxruntime's MatMulNBits: fastest) or affine "
+                        "(float block offsets: exact on Q4_1/Q8_0 weights, slower decode)")
     p.add_argument("--tensorrt", nargs="?", const="fp16", default=None,
                    choices=("fp16", "int8", "fp32"),
                    help="also build TensorRT engines for this GPU (default fp16; int8 calibrates "
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = export_bundle(args.checkpoint, args.out, args.precision, args.resolution,
                                  args.sensors, llm=args.llm, llm_block_size=args.llm_block_size,
                                  llm_int4=args.llm_int4,
-                                 tensorrt=args.tensorrt)
+                                 tensorrt=args.tensorrt, llm_int8=args.llm_int8)
     except (FileNotFoundError, ValueError, ImportError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

@@ -61,6 +61,7 @@ import numpy as np
 PRECISIONS = ("fp32", "int8", "int4")
 SCHEME = {"int8": "asym", "int4": "affine-head8"}  # quantization schemes (part of cache keys)
 INT4_SCHEMES = ("affine", "builder")
+INT8_SCHEMES = ("builder", "affine")
 LAYOUT = "ext"  # graph + one external-data file (save_graph; part of cache keys)
 DEFAULT_BLOCK_SIZE = 32
 DEFAULT_ACCURACY_LEVEL = 4  # MatMulNBits on CPU: int8 activations (fastest); 1 = fp32 activations
@@ -139,7 +140,7 @@ def builder_options(precision: str, block_size: int = DEFAULT_BLOCK_SIZE,
 def make_graph(hf_dir: str | Path, work: str | Path, dst: str | Path, precision: str,
                block_size: int = DEFAULT_BLOCK_SIZE,
                accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-               int4_scheme: str = "affine") -> list[str]:
+               int4_scheme: str = "affine", int8_scheme: str = "builder") -> list[str]:
     """The bundle's decoder graph at `dst` (+ `dst.data`) from a transformers directory.
 
     fp32 and int8: the builder's graph (int8: its asymmetric MatMulNBits). int4: the builder's
@@ -147,13 +148,25 @@ def make_graph(hf_dir: str | Path, work: str | Path, dst: str | Path, precision:
     block offsets, LM head 8-bit): on SmolLM2 97 % agreement against 72 % for the builder's
     best int4 (module docstring), at the cost of 9 small ops per layer (slower decode, see
     benchmarks/RESULTS.md); `int4_scheme="builder"` takes the builder's int4 instead
-    (asymmetric, LM head 8-bit: faster, less accurate).
+    (asymmetric, LM head 8-bit: faster, less accurate). `int8_scheme="affine"` quantizes int8
+    the way int4 is (8-bit codes with float block offsets, `quantize_affine(bits=8)`; LM head
+    8-bit symmetric): exact weights on a Q4_1/Q8_0 source. On SmolLM2 (1024 tokens) it reaches
+    97.65 % agreement at accuracy_level 4 (the builder's int8: 96.3 %) at 1.2-1.45x the builder's
+    time per token, and 100.0 % at accuracy_level 1, where a token takes ~20x longer (155-177 ms
+    against 7-9 ms, 2 threads): the builder's stays the default.
 
     Returns:
         the file names written.
     """
     if int4_scheme not in INT4_SCHEMES:
         raise ValueError(f"int4_scheme must be one of {INT4_SCHEMES}, got {int4_scheme!r}")
+    if int8_scheme not in INT8_SCHEMES:
+        raise ValueError(f"int8_scheme must be one of {INT8_SCHEMES}, got {int8_scheme!r}")
+    if precision == "int8" and int8_scheme == "affine":
+        from export.quantize import quantize_affine
+
+        model = build_decoder(hf_dir, work, "fp32")
+        return quantize_affine(model, dst, 8, block_size, accuracy_level)
     if precision == "int4" and int4_scheme == "affine":
         from export.quantize import quantize_int4_affine
 
@@ -223,7 +236,8 @@ def save_graph(src: str | Path, dst: str | Path) -> list[str]:
 
 
 def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
-              data_file: str | None = None, int4_scheme: str = "affine") -> dict:
+              data_file: str | None = None, int4_scheme: str = "affine",
+              int8_scheme: str = "builder") -> dict:
     """The `llm` component's extra: sizes and I/O names `OrtLLM` needs, and how it was made."""
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     extra = {"num_layers": config.num_hidden_layers, "num_kv_heads": config.num_key_value_heads,
@@ -231,7 +245,13 @@ def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
              "vocab_size": config.vocab_size, "max_positions": config.max_position_embeddings,
              **IO_NAMES, "graph": "onnxruntime-genai model builder",
              "builder_options": builder_options(precision, block_size, accuracy_level)}
-    if precision == "int8":
+    if precision == "int8" and int8_scheme == "affine":
+        extra["builder_options"] = builder_options("fp32")
+        extra["quantization"] = {"op": "MatMulNBits + block offsets", "bits": 8,
+                                 "block_size": block_size, "accuracy_level": accuracy_level,
+                                 "scheme": "affine: d * (u - 128) + offset per block",
+                                 "lm_head_bits": 8, "quantizer": "export.quantize.quantize_affine"}
+    elif precision == "int8":
         extra["quantization"] = {"op": "MatMulNBits", "bits": 8, "block_size": block_size,
                                  "accuracy_level": accuracy_level, "symmetric": False,
                                  "lm_head_bits": 8, "quantizer": "onnxruntime (builder)"}
@@ -276,7 +296,8 @@ class LLMExport:
 def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
                block_size: int = DEFAULT_BLOCK_SIZE,
                accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-               agreement_floor: float | None = None, int4_scheme: str = "affine") -> LLMExport:
+               agreement_floor: float | None = None, int4_scheme: str = "affine",
+               int8_scheme: str = "builder") -> LLMExport:
     """Exports the LLM into a bundle directory and validates it against PyTorch.
 
     fp32: logits and last-layer hidden states of a prefill and three decode steps through
@@ -293,6 +314,8 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
         block_size, accuracy_level: MatMulNBits settings of int8/int4.
         agreement_floor: minimum agreement of a quantized graph (None: not checked).
         int4_scheme: "affine" (our float-offset int4, accurate) or "builder" (faster).
+        int8_scheme: "builder" (onnxruntime's MatMulNBits, the default) or "affine" (float
+            block offsets; see `make_graph`).
 
     Returns:
         LLMExport with components {"llm", "llm_embed"} and parity entries.
@@ -311,10 +334,10 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
     with tempfile.TemporaryDirectory(prefix="earthx-llm-") as tmp:
         hf = save_hf_dir(llm, tokenizer, Path(tmp) / "hf")
         files = make_graph(hf, Path(tmp) / "onnx", out / LLM_FILE, precision, block_size,
-                           accuracy_level, int4_scheme)
+                           accuracy_level, int4_scheme, int8_scheme)
     embed = write_embed(llm, out / EMBED_FILE, np.float32 if precision == "fp32" else np.float16)
     extra = llm_extra(llm.config, precision, block_size, accuracy_level,
-                      files[1] if len(files) > 1 else None, int4_scheme)
+                      files[1] if len(files) > 1 else None, int4_scheme, int8_scheme)
     comp = onnx_component(out, LLM_FILE, precision, extra)
     table_dtype = "float32" if precision == "fp32" else "float16"
     embed_comp = Component(
@@ -546,13 +569,14 @@ def format_report(report: dict) -> str:
 
 def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-                   builder_defaults: bool = False) -> dict:
+                   builder_defaults: bool = False, int8_scheme: str = "builder") -> dict:
     """SmolLM2-135M-Instruct graphs + embedding tables per precision, built once and cached under
     ~/.cache/earthx/smollm2/ (keyed by precision and MatMulNBits settings).
 
     `builder_defaults=True` quantizes with the builder's own defaults (symmetric, LM head at the
     body's bits, block 32, accuracy level 4: onnxruntime-genai's scheme) instead of
     `builder_options`; the decode benchmark uses it to compare the runtimes on equal graphs.
+    `int8_scheme`: see `make_graph`.
 
     Returns:
         {precision: (llm onnx path, embed path, extra)}.
@@ -563,9 +587,10 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
     llm = None
     graphs = {}
     for prec in precisions:
+        scheme = "affine" if prec == "int8" and int8_scheme == "affine" else SCHEME.get(prec)
         key = (f"{prec}-{LAYOUT}" if prec == "fp32"
                else f"{prec}-builder-defaults-{LAYOUT}" if builder_defaults
-               else f"{prec}-b{block_size}-a{accuracy_level}-{SCHEME[prec]}-{LAYOUT}")
+               else f"{prec}-b{block_size}-a{accuracy_level}-{scheme}-{LAYOUT}")
         opts = (["exclude_embeds=true", "include_hidden_states=true"]
                 if builder_defaults and prec != "fp32" else None)
         d = cache_root() / "onnx" / key
@@ -578,13 +603,14 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
             with tempfile.TemporaryDirectory(prefix="earthx-llm-") as t:
                 if opts is None:
                     files = make_graph(hf, Path(t) / "onnx", tmp / LLM_FILE, prec, block_size,
-                                       accuracy_level)
+                                       accuracy_level, int8_scheme=int8_scheme)
                 else:
                     model = build_decoder(hf, Path(t) / "onnx", prec, extra_options=opts)
                     files = save_graph(model, tmp / LLM_FILE)
             write_embed(llm, tmp / EMBED_FILE, np.float32 if prec == "fp32" else np.float16)
             extra = llm_extra(llm.config, prec, block_size, accuracy_level,
-                              files[1] if len(files) > 1 else None)
+                              files[1] if len(files) > 1 else None,
+                              int8_scheme=int8_scheme if opts is None else "builder")
             if opts is not None:
                 extra["builder_options"] = opts
                 extra["quantization"] = {"op": "MatMulNBits", "scheme": "builder defaults"}
@@ -607,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=512)
     p.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_SIZE)
     p.add_argument("--accuracy-level", type=int, default=DEFAULT_ACCURACY_LEVEL)
+    p.add_argument("--int8-scheme", choices=INT8_SCHEMES, default="builder",
+                   help="int8: the builder's MatMulNBits (default) or float-offset affine codes")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     args = p.parse_args(argv)
@@ -620,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         precs = ["fp32", *precs]  # the size ratios need the fp32 graph
     from export.smollm2 import smollm2_model, smollm2_tokenizer
 
-    graphs = smollm2_graphs(precs, args.block_size, args.accuracy_level)
+    graphs = smollm2_graphs(precs, args.block_size, args.accuracy_level,
+                            int8_scheme=args.int8_scheme)
     ids = eval_ids(smollm2_tokenizer(), args.tokens)
     report = text_parity(smollm2_model(), graphs, ids, args.window, args.threads)
     print(format_report(report))

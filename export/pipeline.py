@@ -72,7 +72,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
                   resolution: int | None = None,
                   sensors: list[str] | None = None, llm: str | None = None,
                   llm_block_size: int = 32, llm_int4: str = "affine",
-                  tensorrt: str | None = None) -> BundleManifest:
+                  tensorrt: str | None = None, llm_int8: str = "builder") -> BundleManifest:
     """Exports and validates the vision, prompt-encoder and mask-decoder graphs of a checkpoint,
     and with `llm` the LLM decoder and its embedding table (`export.llm.export_llm`).
 
@@ -89,6 +89,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         llm_block_size: MatMulNBits block size of an int8/int4 LLM.
         llm_int4: "affine" (float block offsets, accurate) or "builder" (faster), see
             `export.llm.make_graph`.
+        llm_int8: "builder" (onnxruntime's MatMulNBits) or "affine" (float block offsets: more
+            accurate, slower), see `export.llm.make_graph`.
         tensorrt: None, or "fp16" / "int8" / "fp32": also build TensorRT engines for this GPU
             into out/engines (`export.tensorrt.build_engines`; needs TensorRT 10).
 
@@ -162,7 +164,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         from export.llm import AGREEMENT_FLOORS, export_llm
 
         res = export_llm(model.llm, model.tokenizer, out, llm, llm_block_size,
-                         agreement_floor=AGREEMENT_FLOORS.get(llm), int4_scheme=llm_int4)
+                         agreement_floor=AGREEMENT_FLOORS.get(llm), int4_scheme=llm_int4,
+                         int8_scheme=llm_int8)
         components.update(res.components)
         files.update(res.files)
         llm_parity = res.parity

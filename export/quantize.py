@@ -86,24 +86,36 @@ def _pack4(u: np.ndarray) -> np.ndarray:
     return (u[..., 0::2] | (u[..., 1::2] << 4)).astype(np.uint8)
 
 
-def int4_affine_codes(w: np.ndarray, block_size: int):
-    """Q4_1-style affine 4-bit codes of a weight [K, N], per block of `block_size` rows of K:
-    w ~ d * (u - 8) + off with u in 0..15, d = (max - min) / 15, off = min + 8 d.
+def affine_codes(w: np.ndarray, block_size: int, bits: int = 4):
+    """Affine `bits`-bit codes of a weight [K, N] per block of `block_size` rows of K (Q4_1's
+    scheme at 4 bits): w ~ d * (u - z) + off with u in 0..2^bits - 1, z = 2^(bits - 1) (the
+    zero point MatMulNBits assumes without one), d = (max - min) / (2^bits - 1), off = min + z d.
 
     Weights that already lie on such a grid (a GGUF Q4_1 model, dequantized) are reproduced
-    exactly; MatMulNBits' integer zero points cannot do that (the offset min / d is fractional).
+    exactly, at 4 bits and at 8 bits (a Q4_1 code q becomes 17 q: 255 = 17 * 15); MatMulNBits'
+    integer zero points cannot do that (the offset min / d is fractional).
 
     Returns:
-        (packed uint8 [N, nb, bs/2], scales float32 [N, nb], offsets float32 [nb, N]).
+        (codes uint8: packed [N, nb, bs/2] at 4 bits, [N, nb, bs] at 8, scales float32 [N, nb],
+        offsets float32 [nb, N]).
     """
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits}")
     K, N = w.shape
     nb = K // block_size
+    top, z = (1 << bits) - 1, 1 << (bits - 1)
     wt = w.T.reshape(N, nb, block_size).astype(np.float64)  # [N, nb, bs]
     lo, hi = wt.min(-1, keepdims=True), wt.max(-1, keepdims=True)
-    d = (hi - lo) / 15
-    u = np.clip(np.round((wt - lo) / np.where(d == 0, 1.0, d)), 0, 15).astype(np.uint8)
-    off = (lo + 8 * d)[..., 0]  # [N, nb]
-    return _pack4(u), d[..., 0].astype(np.float32), np.ascontiguousarray(off.T, np.float32)
+    d = (hi - lo) / top
+    u = np.clip(np.round((wt - lo) / np.where(d == 0, 1.0, d)), 0, top).astype(np.uint8)
+    off = (lo + z * d)[..., 0]  # [N, nb]
+    codes = _pack4(u) if bits == 4 else u
+    return codes, d[..., 0].astype(np.float32), np.ascontiguousarray(off.T, np.float32)
+
+
+def int4_affine_codes(w: np.ndarray, block_size: int):
+    """`affine_codes` at 4 bits."""
+    return affine_codes(w, block_size, 4)
 
 
 def int8_symmetric_codes(w: np.ndarray, block_size: int):
@@ -123,11 +135,18 @@ def int8_symmetric_codes(w: np.ndarray, block_size: int):
 
 def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4,
                          head_bits: int = 8, head_name: str = "lm_head") -> list[str]:
-    """Quantizes every constant-weight MatMul of an fp32 ONNX graph to 4-bit MatMulNBits with
-    float block offsets; the LM head (node name containing `head_name`) to 8-bit symmetric.
+    """`quantize_affine` at 4 bits (the bundle's int4)."""
+    return quantize_affine(src, dst, 4, block_size, accuracy_level, head_bits, head_name)
+
+
+def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_level: int = 4,
+                    head_bits: int = 8, head_name: str = "lm_head") -> list[str]:
+    """Quantizes every constant-weight MatMul of an fp32 ONNX graph to `bits`-bit MatMulNBits
+    with float block offsets; the LM head (node name containing `head_name`) to 8-bit symmetric
+    (head_bits 8: exact on a Q8_0 source) or, with head_bits 4, affine like a 4-bit body.
 
     A MatMul `Y = A @ W` becomes `MatMulNBits(A; u, d) + (A @ E) @ C`: the codes and scales of
-    `int4_affine_codes`, `E` the [K, nb] 0/1 matrix that sums A per block (one per distinct input
+    `affine_codes`, `E` the [K, nb] 0/1 matrix that sums A per block (one per distinct input
     A, shared by the MatMuls reading it) and `C` the [nb, N] offsets (stored float16, cast once at
     session start; the scales likewise). MatMulNBits' own float zero points would say the same
     in one op, but onnxruntime's CPU kernel runs them about 70x slower.
@@ -136,14 +155,17 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
         src: the fp32 graph (e.g. the builder's, with external data).
         dst: the graph to write, with its weights in `dst.data`.
         block_size: rows of K per block (K must be a multiple; other MatMuls stay fp32).
-        accuracy_level: MatMulNBits' accuracy_level (4: int8 activations, the fast CPU path).
-        head_bits: 8 (symmetric) or 4 (affine, like the body) for the LM head.
+        bits: 4 or 8, the body's code width.
+        accuracy_level: MatMulNBits' accuracy_level (4: int8 activations, the fast CPU path;
+            1: fp32 activations).
+        head_bits: 8 (symmetric) or 4 (affine, like a 4-bit body) for the LM head.
 
     Returns:
         the file names written: [dst's name, the data file's name].
 
     Raises:
-        ValueError: block_size not in 16..256 (power of two), head_bits not 4 or 8.
+        ValueError: bits not 4 or 8, block_size not in 16..256 (power of two), head_bits not 4
+            or 8, accuracy_level not 0..4.
     """
     from pathlib import Path
 
@@ -152,8 +174,12 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
 
     if block_size not in (16, 32, 64, 128, 256):
         raise ValueError(f"block_size must be one of 16, 32, 64, 128, 256, got {block_size}")
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits}")
     if head_bits not in (4, 8):
         raise ValueError(f"head_bits must be 4 or 8, got {head_bits}")
+    if accuracy_level not in (0, 1, 2, 3, 4):
+        raise ValueError(f"accuracy_level must be 0..4, got {accuracy_level}")
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=True)
     g = model.graph
@@ -190,7 +216,7 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
                                           list(node.output), name=base + "_q8",
                                           domain="com.microsoft", bits=8, **attrs))
             continue
-        packed, d, off = int4_affine_codes(w, block_size)
+        packed, d, off = affine_codes(w, block_size, bits)
         new_inits.append(numpy_helper.from_array(packed, base + "_B"))
         scales = f16_const(base + "_S", d.reshape(-1))
         offsets = f16_const(base + "_C", off)
@@ -205,7 +231,7 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
                                           name=base + "_blocksum"))
         nodes += [
             helper.make_node("MatMulNBits", [a, base + "_B", scales], [base + "_q4"],
-                             name=base + "_q4", domain="com.microsoft", bits=4, **attrs),
+                             name=base + "_q4", domain="com.microsoft", bits=bits, **attrs),
             helper.make_node("MatMul", [block_sums[a], offsets], [base + "_offset"],
                              name=base + "_offset"),
             helper.make_node("Add", [base + "_q4", base + "_offset"], list(node.output),

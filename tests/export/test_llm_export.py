@@ -166,3 +166,66 @@ def test_quantize_int4_affine_refuses_bad_settings(tmp_path):
         quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", block_size=24)
     with pytest.raises(ValueError, match="head_bits must be 4 or 8"):
         quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", head_bits=6)
+
+
+def _q4_1_weight(rng, K, N, bs):
+    nb = K // bs
+    d = rng.uniform(0.001, 0.02, (N, nb, 1))
+    m = rng.uniform(-0.2, 0.05, (N, nb, 1))
+    q = rng.integers(0, 16, (N, nb, bs))
+    q[..., 0], q[..., 1] = 0, 15
+    return (d * q + m).reshape(N, K).T.astype(np.float32)  # [K, N]
+
+
+def test_affine_codes_at_8_bits_are_exact_on_a_q4_1_grid():
+    """A Q4_1 code q is the 8-bit code 17 q (255 = 17 * 15): the 8-bit affine codes reproduce
+    Q4_1 weights too."""
+    from export.quantize import affine_codes
+
+    rng = np.random.default_rng(3)
+    w = _q4_1_weight(rng, 128, 5, 32)
+    u, scales, off = affine_codes(w, 32, bits=8)
+    assert u.shape == (5, 4, 32) and u.dtype == np.uint8
+    assert set(np.unique(u) % 17) == {0}
+    rec = scales[..., None] * (u.astype(np.float32) - 128) + off.T[..., None]
+    np.testing.assert_allclose(rec.reshape(5, 128).T, w, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="bits must be 4 or 8"):
+        affine_codes(w, 32, bits=6)
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantize_affine_graph_matches_the_matmul(tmp_path, bits):
+    """A two-MatMul fp32 graph on Q4_1 weights, quantized: onnxruntime's output equals the fp32
+    product (fp32 activations, accuracy_level 1) up to the fp16-stored scales and offsets."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.quantize import quantize_affine
+
+    rng = np.random.default_rng(bits)
+    w1, w2 = _q4_1_weight(rng, 64, 32, 32), _q4_1_weight(rng, 32, 16, 32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="/layer/mm1"),
+         helper.make_node("MatMul", ["h", "w2"], ["y"], name="/lm_head/MatMul")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    src = tmp_path / "src.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(src))
+    files = quantize_affine(src, tmp_path / "q.onnx", bits, 32, accuracy_level=1,
+                            head_bits=4 if bits == 4 else 8)
+    assert files == ["q.onnx", "q.onnx.data"]
+    q = onnx.load(str(tmp_path / "q.onnx"), load_external_data=False)
+    ops = {(n.op_type, next((a.i for a in n.attribute if a.name == "bits"), None))
+           for n in q.graph.node}
+    assert ("MatMulNBits", bits) in ops and not any(n.name == "/layer/mm1" for n in q.graph.node)
+    x = rng.normal(size=(1, 3, 64)).astype(np.float32)
+    got = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, {"x": x})[0]
+    want = x @ w1 @ w2
+    # scales/offsets are stored as float16: a relative error near 1e-3
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-3 * np.abs(want).max())
+    with pytest.raises(ValueError, match="bits must be 4 or 8"):
+        quantize_affine(src, tmp_path / "r.onnx", bits=6)
+    with pytest.raises(ValueError, match="accuracy_level must be 0..4"):
+        quantize_affine(src, tmp_path / "r.onnx", bits, accuracy_level=7)
