@@ -2,9 +2,10 @@
 
 The wheel ships a small bundle (`earthx_sdk/assets/default/`: the tiny model of the
 `tiny-synthetic` recipe, exported for onnxruntime with an int8 LLM) and three sample scenes
-(`earthx_sdk/assets/samples/`: optical, SAR, thermal infrared, with their ground truth in `samples.json`). `EarthX.load("default")` and
-every bundle argument of the `earthx` command resolve `default` here. A directory that happens to
-be called `default` is reached as `./default`.
+(`earthx_sdk/assets/samples/`: optical, SAR, thermal infrared, with their ground truth in
+`samples.json`). `EarthX.load("default")` and every bundle argument of the `earthx` command
+resolve `default` here. A directory that happens to be called `default` is reached as
+`./default`.
 
 Both are regenerated from a checkout by `python -m export.default_model` (train -> export ->
 copy -> samples); see that module.
