@@ -145,14 +145,15 @@ TINY_MIXTURE = (("region_class", 3.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # eval, 8 scenes): region classification SS optical 0.753 / multispectral 0.602 / SAR 0.804 /
 # infrared 0.745, referring segmentation gIoU 0.215 / 0.181 / 0.161 / 0.192 -- the targets (SS
 # 0.90, gIoU 0.50) are NOT met. Weight decay 0.05 at lr 1e-3 replaced lr 2e-3 without decay
-# (same steps: gIoU 0.127 / 0.190 / 0.080 / 0.022). What holds it back, measured with the
-# training.diagnose tools: region classification answers only "tree" or "vehicle" (the two
-# commonest classes): the projector outputs drift in scale during training (image tokens norm 39
-# -> 233, <region> tokens 36 -> 156 at 2500 -> 6000 steps, against text embeddings of norm ~1)
-# while their differences between objects shrink to 0.3-4 % of that norm, so the LLM cannot tell
-# regions apart and answers the class prior. A LayerNorm ending both projectors did not stop it
-# (all answers "tree"). 6000 steps (24 min, over the budget) raised gIoU to 0.17-0.36 and the
-# masks' question sensitivity (diagnose: 0.0025 -> 0.22) but not classification.
+# (same steps: gIoU 0.127 / 0.190 / 0.080 / 0.022). `python -m training.diagnose` says why:
+# without decay the projector outputs drifted (image tokens norm 0.7 at init -> 39 -> 233 at
+# 2500 -> 6000 steps, <region> tokens 2 -> 36 -> 156, text embeddings ~1) while the <region>
+# tokens of different objects came to differ by 0.3-4 % of their norm, so the LLM could not tell
+# regions apart, and the masks ignored the question (logits moved 0.25 % with it). With decay:
+# image tokens 2.4, <region> tokens 16, objects' <region> tokens 96 % apart, mask logits move
+# 32 % with the question. Still, region classification answers only "tree" or "vehicle" (the two
+# commonest classes: the LLM has not learnt the region -> class mapping in 2500 steps), and a
+# LayerNorm ending both projectors (tried without decay) did not stop the collapse.
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("tiny-synthetic", "tiny",

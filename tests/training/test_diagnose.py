@@ -41,3 +41,20 @@ def test_cli_writes_json(model, tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "m"), "--json", str(tmp_path / "d.json")]) == 0
     assert "other question" in capsys.readouterr().out
     assert (tmp_path / "d.json").is_file()
+
+
+def test_region_sensitivity_on_distinct_objects(model):
+    from training.diagnose import _object_boxes, region_sensitivity
+
+    rec = render_scene(7, (112, 112))["optical"]
+    boxes = _object_boxes(rec)
+    assert len(boxes) >= 2
+    r = region_sensitivity(model, rec.image, boxes)
+    # a random model's region tokens still depend on the box (the collapse is a trained one)
+    assert r["region"] > 0.05 and r["states"] > 0.05 and r["logits"] > 0
+    assert all(v > 0 for v in r["norms"].values())
+    # the same box twice: no change
+    same = region_sensitivity(model, rec.image, [boxes[0], boxes[0]])
+    assert same["region"] == 0.0 and same["logits"] == 0.0
+    with pytest.raises(ValueError, match=">= 2 boxes"):
+        region_sensitivity(model, rec.image, boxes[:1])
