@@ -53,6 +53,31 @@ def test_int4_graph_is_smaller_and_agrees(model, tmp_path):
     assert agreement(_ref_logits(model.llm, ids), np.stack(got)) >= 0.85
 
 
+def test_int8_affine_scheme_runs_in_the_runtime(model, tmp_path):
+    """export_llm(int8_scheme="affine"): 8-bit MatMulNBits with float block offsets, recorded in
+    the component's extra, run by OrtLLM with next tokens close to PyTorch's."""
+    import onnx
+
+    from earthx_sdk.runtime.ort_llm import OrtLLM
+
+    exp = export_llm(model.llm, model.tokenizer, tmp_path, "int8", agreement_floor=0.95,
+                     int8_scheme="affine")
+    llm, embed = exp.components["llm"], exp.components["llm_embed"]
+    q = llm.extra["quantization"]
+    assert q["bits"] == 8 and q["quantizer"] == "export.quantize.quantize_affine"
+    nodes = onnx.load(str(tmp_path / llm.file), load_external_data=False).graph.node
+    bits = {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute
+            if a.name == "bits"}
+    assert bits == {8} and any(n.name.endswith("_offset") for n in nodes)
+    rt = OrtLLM(tmp_path / llm.file, tmp_path / embed.file, llm.extra)
+    ids = np.random.default_rng(4).integers(0, 2048, 40)
+    state = rt.new_state()
+    got = [rt.forward(rt.embed(ids[i: i + 1]), state)[0] for i in range(len(ids))]
+    assert agreement(_ref_logits(model.llm, ids), np.stack(got)) >= 0.95
+    with pytest.raises(ValueError, match="int8_scheme must be one of"):
+        export_llm(model.llm, model.tokenizer, tmp_path / "x", "int8", int8_scheme="k-quant")
+
+
 def test_agreement_floor_is_enforced(model, tmp_path):
     from export.validate import ParityError
 
