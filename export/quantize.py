@@ -230,11 +230,11 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
             nodes.append(helper.make_node("MatMul", [a, indicators[K]], [block_sums[a]],
                                           name=base + "_blocksum"))
         nodes += [
-            helper.make_node("MatMulNBits", [a, base + "_B", scales], [base + "_q4"],
-                             name=base + "_q4", domain="com.microsoft", bits=bits, **attrs),
+            helper.make_node("MatMulNBits", [a, base + "_B", scales], [f"{base}_q{bits}"],
+                             name=f"{base}_q{bits}", domain="com.microsoft", bits=bits, **attrs),
             helper.make_node("MatMul", [block_sums[a], offsets], [base + "_offset"],
                              name=base + "_offset"),
-            helper.make_node("Add", [base + "_q4", base + "_offset"], list(node.output),
+            helper.make_node("Add", [f"{base}_q{bits}", base + "_offset"], list(node.output),
                              name=base + "_add"),
         ]
     keep = [t for t in g.initializer if t.name not in dropped]

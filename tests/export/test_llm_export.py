@@ -158,6 +158,16 @@ def _unpack4(packed):
     return u
 
 
+def _q4_1_weight(rng, K, N, bs):
+    """A weight [K, N] on a Q4_1 grid: d * q + m per block, q in 0..15 with both ends used."""
+    nb = K // bs
+    d = rng.uniform(0.001, 0.02, (N, nb, 1))
+    m = rng.uniform(-0.2, 0.05, (N, nb, 1))
+    q = rng.integers(0, 16, (N, nb, bs))
+    q[..., 0], q[..., 1] = 0, 15
+    return (d * q + m).reshape(N, K).T.astype(np.float32)  # [K, N]
+
+
 @pytest.mark.parametrize("K,N,bs", [(64, 7, 32), (96, 1, 16), (256, 33, 32)])
 def test_int4_affine_codes_are_exact_on_a_q4_1_grid(K, N, bs):
     """Weights on a Q4_1 grid (d * q + m per block, m fractional in units of d) come back
@@ -166,11 +176,8 @@ def test_int4_affine_codes_are_exact_on_a_q4_1_grid(K, N, bs):
 
     rng = np.random.default_rng(K + N)
     nb = K // bs
-    d = rng.uniform(0.001, 0.02, (N, nb, 1))
-    m = rng.uniform(-0.2, 0.05, (N, nb, 1))
-    q = rng.integers(0, 16, (N, nb, bs))
-    q[..., 0], q[..., 1] = 0, 15  # Q4_1: the block's min and max are on the grid's ends
-    w = (d * q + m).reshape(N, K).T.astype(np.float32)  # [K, N]
+    w = _q4_1_weight(rng, K, N, bs)
+    d = rng.uniform(0.001, 0.02, (N, nb, 1))  # scales of the Q8_0 case below
     packed, scales, off = int4_affine_codes(w, bs)
     assert packed.shape == (N, nb, bs // 2) and scales.shape == (N, nb) and off.shape == (nb, N)
     rec = scales[..., None] * (_unpack4(packed).astype(np.float32) - 8) + off.T[..., None]
@@ -191,15 +198,6 @@ def test_quantize_int4_affine_refuses_bad_settings(tmp_path):
         quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", block_size=24)
     with pytest.raises(ValueError, match="head_bits must be 4 or 8"):
         quantize_int4_affine(tmp_path / "a.onnx", tmp_path / "b.onnx", head_bits=6)
-
-
-def _q4_1_weight(rng, K, N, bs):
-    nb = K // bs
-    d = rng.uniform(0.001, 0.02, (N, nb, 1))
-    m = rng.uniform(-0.2, 0.05, (N, nb, 1))
-    q = rng.integers(0, 16, (N, nb, bs))
-    q[..., 0], q[..., 1] = 0, 15
-    return (d * q + m).reshape(N, K).T.astype(np.float32)  # [K, N]
 
 
 def test_affine_codes_at_8_bits_are_exact_on_a_q4_1_grid():
