@@ -15,7 +15,8 @@ def _preprocess_cases() -> list[Case]:
 
     C = _ext.native()
     rng = np.random.default_rng(0)
-    ms4 = SENSORS["multispectral"].with_stats([1000, 1100, 1200, 1300], [300, 310, 320, 330])
+    ms4 = SENSORS["multispectral"].with_stats([0.10, 0.11, 0.12, 0.13],
+                                              [0.030, 0.031, 0.032, 0.033])
     cases = []
     inputs = [
         ("2048x2048x4 uint16 multispectral", rng.integers(0, 4096, (2048, 2048, 4), np.uint16),

@@ -10,7 +10,7 @@ from tests.cases import AWKWARD_SHAPES, TOL
 from tests.conftest import requires_native
 
 IMPLS = ["ref", pytest.param("native", marks=requires_native)]
-MS4 = SENSORS["multispectral"].with_stats([1000, 1100, 1200, 1300], [300, 310, 320, 330])
+MS4 = SENSORS["multispectral"].with_stats([0.10, 0.11, 0.12, 0.13], [0.030, 0.031, 0.032, 0.033])
 SAR_INT = SensorSpec("sar-int", "sar_db", None, (0.5,), (0.5,), sar_input="intensity")
 SAR_CPLX = SensorSpec("sar-cplx", "sar_db", None, (0.5,), (0.5,), sar_input="complex")
 

@@ -5,8 +5,9 @@ Every sensor maps its raw values to a float32 value per band in three steps, the
 
 - "linear" (optical, multispectral): v = x * gain. Optical uint8 RGB uses gain 1/255 and the
   ImageNet mean/std the DINOv2 and ConvNeXt experts were trained with; multispectral (any number
-  of bands, typically uint16) uses gain 1 and per-band statistics in raw units
-  (`estimate_band_stats`).
+  of bands, typically uint16 reflectance x 10000) uses gain 1e-4 and statistics in reflectance
+  units: one mean/std for all bands by default, per band with `with_stats` (for example from
+  `estimate_band_stats` of images scaled by the gain).
 - "sar_db" (SAR): intensity I from amplitude (a**2), intensity, or complex (re**2 + im**2) input;
   dB = 10 * log10(max(I, 1e-10)) clipped to [db_min, db_max]; v = (dB - db_min) / (db_max - db_min).
 - "percentile" (thermal infrared, 16-bit): per band, lo/hi = the p_low/p_high percentiles of the
@@ -34,6 +35,14 @@ SAR_INPUTS = ("amplitude", "intensity", "complex")
 # ImageNet RGB statistics (of x / 255), used by the DINOv2 and ConvNeXt pretraining recipes.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Multispectral digital numbers are reflectance x 10000 (Sentinel-2's quantification value), so
+# the default gain maps them to reflectance, and one mean / std for every band brings land
+# reflectances (about 0.02 to 0.5) to roughly unit scale. Left unscaled (gain 1), 16-bit values of
+# thousands entered the network: their gradients dwarfed every other sensor's under global
+# gradient clipping, and the tiny model learnt almost nothing in thousands of steps.
+MS_GAIN = 1e-4
+MS_REFLECTANCE_MEAN = (0.15,)
+MS_REFLECTANCE_STD = (0.10,)
 
 
 @dataclass(frozen=True)
@@ -123,9 +132,11 @@ class SensorSpec:
 SENSORS: dict[str, SensorSpec] = {
     "optical": SensorSpec("optical", "linear", 3, IMAGENET_MEAN, IMAGENET_STD,
                           description="RGB, uint8 (or uint16 / float in [0, 1])"),
-    "multispectral": SensorSpec("multispectral", "linear", None, (0.0,), (1.0,), gain=1.0,
-                                description="N bands, per-band statistics in raw units: use "
-                                            "with_stats(); the defaults leave values unscaled"),
+    "multispectral": SensorSpec("multispectral", "linear", None, MS_REFLECTANCE_MEAN,
+                                MS_REFLECTANCE_STD, gain=MS_GAIN,
+                                description="N bands of surface reflectance x 10000 (Sentinel-2 "
+                                            "L1C/L2A, the synthetic scenes); statistics in "
+                                            "reflectance units, per band with with_stats()"),
     "sar": SensorSpec("sar", "sar_db", None, (0.5,), (0.5,),
                       description="1 (single-pol) or 2 (dual-pol) bands; amplitude, intensity "
                                   "or complex; dB clipped to db_range, mapped to [-1, 1]"),
