@@ -1,9 +1,10 @@
 """Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint directory holds the model (EarthXModel.save), `optimizer.safetensors` +
-`optimizer.json` (the optimizer's per-parameter tensors and its param groups), and `state.json`
-(step, sampler and RNG states). Written to `<dir>.tmp` and renamed, so a crash never leaves a
-half-written checkpoint under the real name.
+`optimizer.json` (the optimizer's per-parameter tensors and its param groups), `state.json`
+(step, sampler and RNG states) and `<name>.safetensors` for each training-only module beside the
+model (`extra`, e.g. the dense auxiliary head). Written to `<dir>.tmp` and renamed, so a crash
+never leaves a half-written checkpoint under the real name.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Te
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer, state: dict) -> None:
-    """Writes model + optimizer + `state` (JSON-able: step, sampler, RNG) atomically."""
+def save_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer, state: dict,
+                    extra: dict[str, torch.nn.Module] | None = None) -> None:
+    """Writes model + optimizer + `state` (JSON-able: step, sampler, RNG) + the `extra` modules
+    ({name: module}, each as `<name>.safetensors`) atomically."""
+    from safetensors.torch import save_model
+
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
@@ -51,6 +56,8 @@ def save_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer, state: 
     tensors, meta = optimizer_to_files(opt)
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     (tmp / "optimizer.json").write_text(json.dumps(meta))
+    for name, module in (extra or {}).items():
+        save_model(module, str(tmp / f"{name}.safetensors"))
     rng = {"torch": torch.get_rng_state().tolist()}
     (tmp / "state.json").write_text(json.dumps({**state, "rng": rng}))
     if path.exists():
@@ -62,8 +69,10 @@ def save_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer, state: 
         tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer) -> dict:
-    """Restores the model weights, the optimizer and torch's RNG; returns the saved `state`.
+def load_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer,
+                    extra: dict[str, torch.nn.Module] | None = None) -> dict:
+    """Restores the model weights, the `extra` modules, the optimizer and torch's RNG; returns
+    the saved `state`.
 
     Raises:
         FileNotFoundError: the directory or one of its files is missing (named).
@@ -71,10 +80,14 @@ def load_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer) -> dict
     from safetensors.torch import load_model
 
     path = Path(path)
-    for name in ("model.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"):
+    names = ["model.safetensors", "optimizer.safetensors", "optimizer.json", "state.json"]
+    names += [f"{name}.safetensors" for name in (extra or {})]
+    for name in names:
         if not (path / name).is_file():
             raise FileNotFoundError(f"{path} is not a training checkpoint: {name} missing")
     load_model(model, str(path / "model.safetensors"))
+    for name, module in (extra or {}).items():
+        load_model(module, str(path / f"{name}.safetensors"))
     optimizer_from_files(opt, load_file(str(path / "optimizer.safetensors")),
                          json.loads((path / "optimizer.json").read_text()))
     state = json.loads((path / "state.json").read_text())

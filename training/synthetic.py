@@ -363,6 +363,22 @@ def render_scene(seed: int, size: tuple[int, int] = (224, 224), split: str = "tr
     return out
 
 
+def class_map(record: ImageRecord) -> np.ndarray:
+    """int64 [H, W] class id of every pixel of a synthetic scene: 0 open land, k + 1 for
+    CLASSES[k] (a ship on a lake is a ship: instances never overlap).
+
+    Raises:
+        ValueError: an annotation of a class outside CLASSES, or without a mask.
+    """
+    out = np.zeros(record.size, np.int64)
+    for ann in record.annotations:
+        if ann.category not in CLASSES or ann.mask is None:
+            raise ValueError(f"class_map: annotations must be masks of {CLASSES}, got "
+                             f"{ann.category!r}" + (" without a mask" if ann.mask is None else ""))
+        out[np.asarray(ann.mask(), bool)] = CLASSES.index(ann.category) + 1
+    return out
+
+
 def _phrases(anns: list[Annotation]) -> None:
     """Turns each annotation's phrase (its position word) into a referring expression."""
     groups: dict[tuple[str, str], list[Annotation]] = {}

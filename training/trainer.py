@@ -69,6 +69,11 @@ class TrainConfig:
         lora_rank: > 0 trains LoRA adapters of this rank on the LLM's attention and MLP
             projections instead of its weights (peft); the saved model has them merged.
         lora_alpha: LoRA scaling numerator.
+        aux_classes: K > 0 trains a training.dense_labels.DenseClassHead on the vision features
+            to predict each pixel's class (0 = background, 1..K) of the samples that carry a
+            "class_map" (an int [H, W] array of the image); the head is saved in checkpoints,
+            not in the model. 0: off ("class_map" keys are then ignored).
+        aux_weight: factor on that dense cross-entropy in the loss.
     """
 
     steps: int = 100
@@ -93,6 +98,8 @@ class TrainConfig:
     parallel: str = "ddp"
     touch_all: bool = False
     balanced_bce: bool = False
+    aux_classes: int = 0
+    aux_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -123,6 +130,9 @@ class TrainConfig:
                              "checkpoints (save_every) and LoRA (lora_rank) are not implemented "
                              f"with it, got save_every={self.save_every}, "
                              f"lora_rank={self.lora_rank}")
+        if self.aux_classes < 0 or not (self.aux_weight >= 0 and math.isfinite(self.aux_weight)):
+            raise ValueError(f"TrainConfig.aux_classes must be >= 0 and aux_weight finite and "
+                             f">= 0, got {self.aux_classes} and {self.aux_weight}")
         if any(w < 0 for _, w in self.mixture):
             raise ValueError(f"TrainConfig.mixture weights must be >= 0, got {self.mixture}")
 
@@ -210,20 +220,27 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:
         model.llm.gradient_checkpointing_enable()
+    aux_head = None
+    if cfg.aux_classes:
+        from training.dense_labels import DenseClassHead
+
+        aux_head = DenseClassHead(model.vision.feature_dims, cfg.aux_classes).to(model.device)
     net = _Losses(model, touch_all=cfg.touch_all or cfg.parallel == "fsdp",
-                  balanced_bce=cfg.balanced_bce)
+                  balanced_bce=cfg.balanced_bce, aux_head=aux_head)
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
         fully_shard(net)  # the parameters become sharded DTensors: the optimizer comes after
     groups = param_groups(model, cfg.lr_mult)
+    if aux_head is not None:
+        groups.append({"params": list(aux_head.parameters()), "lr_mult": 1.0})
     params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = MixedSampler({k: len(v) for k, v in sources.items()}, cfg.mixture, cfg.seed)
     step = 0
     log_path = out / "metrics.jsonl"
     if resume and ckpt.exists():
-        state = load_checkpoint(ckpt, model, opt)
+        state = load_checkpoint(ckpt, model, opt, extra=_extra(aux_head))
         step = state["step"]
         sampler.load_state_dict(state["sampler"])
         if main_proc:
@@ -237,11 +254,25 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         net = DistributedDataParallel(net, find_unused_parameters=True)
 
     cache: dict[tuple[str, int], object] = {}
+    target_cache: dict[tuple, object] = {}  # samples of one image share its class targets
 
     def encoded(key):
         if key not in cache:
-            kwargs = {k: v for k, v in sources[key[0]][key[1]].items() if k != "task"}
-            cache[key] = model.processor.encode(**kwargs)
+            sample = sources[key[0]][key[1]]
+            kwargs = {k: v for k, v in sample.items() if k not in ("task", "class_map")}
+            enc = model.processor.encode(**kwargs)
+            cmap = sample.get("class_map")
+            tgt = None
+            if aux_head is not None and cmap is not None:
+                from training.dense_labels import class_targets
+
+                tkey = (id(cmap), enc.info.orig_hw, enc.info.resized_hw)
+                if tkey not in target_cache:
+                    target_cache[tkey] = class_targets(
+                        cmap, enc.info, model.processor.mask_grid, cfg.aux_classes,
+                        where=f"source {key[0]!r} sample {key[1]}: class_map")
+                tgt = target_cache[tkey]
+            cache[key] = (enc, tgt)
         return cache[key]
 
     bar = _progress(cfg.steps, step, progress and main_proc)
@@ -250,14 +281,15 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
     device_type = model.device.type
     while step < cfg.steps:
         keys = sampler.draw(cfg.batch_size)  # the same global batch on every rank
-        batch = [encoded(k) for k in keys[rank::world]]
+        pairs = [encoded(k) for k in keys[rank::world]]
+        batch, targets = [p[0] for p in pairs], [p[1] for p in pairs]
         lr = learning_rate(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_mult"]
         model.train()
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
-            parts = net(batch)
-        loss, losses = global_loss(parts, world, cfg.mask_loss_weight)
+            parts = net(batch, targets)
+        loss, losses = global_loss(parts, world, cfg.mask_loss_weight, cfg.aux_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -274,7 +306,8 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
             bar(step, row)
         if main_proc and not fsdp and ((cfg.save_every and step % cfg.save_every == 0)
                                        or step == cfg.steps):
-            save_checkpoint(ckpt, model, opt, {"step": step, "sampler": sampler.state_dict()})
+            save_checkpoint(ckpt, model, opt, {"step": step, "sampler": sampler.state_dict()},
+                            extra=_extra(aux_head))
     model.eval()
     if cfg.lora_rank:
         model.llm = model.llm.merge_and_unload()  # the saved model is a plain one
@@ -294,20 +327,36 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
 
 
 class _Losses(torch.nn.Module):
-    """model(batch, reduction="sum"), plus (touch_all) a zero-weighted sum of every trainable
+    """model(batch, reduction="sum"), plus the dense auxiliary loss of the samples with class
+    targets (when there is an aux_head), plus (touch_all) a zero-weighted sum of every trainable
     parameter, so that each one gets a gradient (FSDP's reduce-scatter needs the same set on every
     process). The root module that DDP or FSDP wraps."""
 
-    def __init__(self, model, touch_all: bool, balanced_bce: bool = False):
+    def __init__(self, model, touch_all: bool, balanced_bce: bool = False, aux_head=None):
         super().__init__()
         self.model, self.touch_all, self.balanced_bce = model, touch_all, balanced_bce
+        self.aux_head = aux_head
 
-    def forward(self, batch):
-        parts = self.model(batch, reduction="sum", balanced_bce=self.balanced_bce)
+    def forward(self, batch, targets=None):
+        aux = self.aux_head is not None
+        parts = self.model(batch, reduction="sum", balanced_bce=self.balanced_bce,
+                           return_vision=aux)
+        if aux:
+            from training.dense_labels import dense_class_loss
+
+            vis = parts.pop("vision")
+            targets = [None] * len(batch) if targets is None else targets
+            aux_sum, aux_n = dense_class_loss(self.aux_head, [v.features for v in vis], targets)
+            parts = {**parts, "aux_sum": aux_sum, "aux_n": aux_n}
         if self.touch_all:
-            zero = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+            zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
             parts = {**parts, "lm_sum": parts["lm_sum"] + zero}
         return parts
+
+
+def _extra(aux_head) -> dict:
+    """The modules a checkpoint holds beside the model."""
+    return {} if aux_head is None else {"aux_head": aux_head}
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -353,33 +402,45 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def global_loss(parts: dict[str, torch.Tensor], world: int, mask_weight: float = 1.0):
+def global_loss(parts: dict[str, torch.Tensor], world: int, mask_weight: float = 1.0,
+                aux_weight: float = 1.0):
     """The loss to back-propagate on this process, and the global batch's losses to report.
 
-    `parts` are this process's sums (EarthXModel.forward(..., reduction="sum")). The token and mask
-    counts are summed over all processes, so the loss is the mean over the whole global batch's
-    answer tokens (LM) and target masks (mask terms), whatever each process's share: the same
-    loss as one process on that batch. The back-propagated loss is scaled by the world size,
+    `parts` are this process's sums (EarthXModel.forward(..., reduction="sum")), with "aux_sum"
+    and "aux_n" (the dense auxiliary loss summed over the samples that have class targets, and
+    their count) where the trainer adds them. The token, mask and sample counts are summed over
+    all processes, so the loss is the mean over the whole global batch's answer tokens (LM),
+    target masks (mask terms) and labelled images (aux), whatever each process's share: the
+    same loss as one process on that batch. The back-propagated loss is scaled by the world size,
     because DistributedDataParallel averages the gradients over processes.
 
     Returns:
-        (loss to backward, {"loss", "lm_loss", "mask_loss", "iou_loss"} of the global batch,
-        detached).
+        (loss to backward, {"loss", "lm_loss", "mask_loss", "iou_loss"} (+ "aux_loss" when the
+        parts carry it) of the global batch, detached).
     """
-    counts = torch.stack([parts["lm_tokens"], parts["masks"]]).to(torch.float64)
-    sums = torch.stack([parts["lm_sum"], parts["mask_sum"], parts["iou_sum"]]).detach().double()
+    has_aux = "aux_sum" in parts
+    zero = parts["lm_sum"].new_zeros(())
+    aux_sum = parts.get("aux_sum", zero)
+    aux_n = parts.get("aux_n", zero)
+    counts = torch.stack([parts["lm_tokens"], parts["masks"], aux_n]).to(torch.float64)
+    sums = torch.stack([parts["lm_sum"], parts["mask_sum"], parts["iou_sum"],
+                        aux_sum]).detach().double()
     if world > 1:
         import torch.distributed as dist
 
         both = torch.cat([counts, sums])
         dist.all_reduce(both)
-        counts, sums = both[:2], both[2:]
-    n_tok, n_mask = (float(c) for c in counts.clamp_min(1))
+        counts, sums = both[:3], both[3:]
+    n_tok, n_mask, n_aux = (float(c) for c in counts.clamp_min(1))
     local = (parts["lm_sum"] / n_tok
-             + mask_weight * (parts["mask_sum"] + parts["iou_sum"]) / n_mask)
-    lm, mask, iou = (float(v) for v in (sums[0] / n_tok, sums[1] / n_mask, sums[2] / n_mask))
-    report = {"loss": lm + mask_weight * (mask + iou), "lm_loss": lm, "mask_loss": mask,
-              "iou_loss": iou}
+             + mask_weight * (parts["mask_sum"] + parts["iou_sum"]) / n_mask
+             + aux_weight * aux_sum / n_aux)
+    lm, mask, iou, aux = (float(v) for v in (sums[0] / n_tok, sums[1] / n_mask, sums[2] / n_mask,
+                                             sums[3] / n_aux))
+    report = {"loss": lm + mask_weight * (mask + iou) + aux_weight * aux, "lm_loss": lm,
+              "mask_loss": mask, "iou_loss": iou}
+    if has_aux:
+        report["aux_loss"] = aux
     return local * world, report
 
 

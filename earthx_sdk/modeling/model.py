@@ -129,13 +129,15 @@ class EarthXModel(nn.Module):
     # --------------------------------------------------------------------------------------------
 
     def forward(self, samples: list[Encoded], reduction: str = "mean",
-                balanced_bce: bool = False) -> dict[str, torch.Tensor]:
+                balanced_bce: bool = False, return_vision: bool = False) -> dict:
         """Training losses of a batch.
 
         Args:
             reduction: "mean" (the losses) or "sum" (their numerators and denominators, so that a
                 data-parallel trainer can weight each process's share by the global counts).
             balanced_bce: weight each mask's positive pixels in the BCE (see mask_losses).
+            return_vision: also return "vision", the VisionOutput of each sample (for auxiliary
+                losses on the features, training.dense_labels).
 
         Returns:
             "mean": {"loss", "lm_loss", "mask_loss" (BCE + Dice), "iou_loss"}: scalars; the mask
@@ -181,15 +183,16 @@ class EarthXModel(nn.Module):
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
             iou_loss = iou_loss + iou_l * target.shape[0]
             n_masks += target.shape[0]
+        extra = {"vision": vis} if return_vision else {}
         if reduction == "sum":
             return {"lm_sum": lm_sum, "lm_tokens": lm_tokens, "mask_sum": mask_loss,
-                    "iou_sum": iou_loss, "masks": torch.tensor(n_masks, device=dev)}
+                    "iou_sum": iou_loss, "masks": torch.tensor(n_masks, device=dev), **extra}
         lm_loss = lm_sum / lm_tokens.clamp_min(1)
         if n_masks:
             mask_loss = mask_loss / n_masks
             iou_loss = iou_loss / n_masks
         return {"loss": lm_loss + mask_loss + iou_loss, "lm_loss": lm_loss,
-                "mask_loss": mask_loss, "iou_loss": iou_loss}
+                "mask_loss": mask_loss, "iou_loss": iou_loss, **extra}
 
     def _text_states(self, last: torch.Tensor, s: Encoded, with_labels: bool):
         """[1, T, hidden] last-layer states at the prompt's text tokens (`text_positions`), or

@@ -157,3 +157,17 @@ def test_water_dark_roofs_warm_edges_bright(scenes):
             edge = m & ~_shrink(m, 1)
             assert sar[edge].mean() > 3 * sar[inner].mean(), seed
     assert checked >= 2
+
+
+def test_class_map_labels_every_instance_pixel():
+    from training.synthetic import class_map
+
+    rec = render_scene(5, (96, 128), object_scale=1.5)["optical"]
+    cmap = class_map(rec)
+    assert cmap.shape == (96, 128) and cmap.dtype == np.int64
+    covered = np.zeros((96, 128), bool)
+    for ann in rec.annotations:
+        m = np.asarray(ann.mask(), bool)
+        assert (cmap[m] == CLASSES.index(ann.category) + 1).all(), ann.category
+        covered |= m
+    assert (cmap[~covered] == 0).all() and covered.any()

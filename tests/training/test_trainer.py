@@ -38,15 +38,34 @@ def _params(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def test_resume_equals_an_uninterrupted_run(tmp_path):
-    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, log_every=1, save_every=2, seed=3)
+def _aux_sources():
+    """_sources with dense class labels on the optical images (the SAR one has none)."""
+    src = _sources()
+    cmap = np.zeros((48, 64), np.int64)
+    cmap[10:30, 20:40] = 1
+    cmap[35:, :10] = 2
+    for name in ("captions", "seg"):
+        for s in src[name]:
+            s["class_map"] = cmap
+    return src
+
+
+@pytest.mark.parametrize("aux", [False, True], ids=["plain", "aux-head"])
+def test_resume_equals_an_uninterrupted_run(tmp_path, aux):
+    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, log_every=1, save_every=2, seed=3,
+                      aux_classes=2 if aux else 0)
+    sources = _aux_sources if aux else _sources
     a = _model()
-    rows_a = train(a, _sources(), cfg, tmp_path / "a", progress=False)
+    rows_a = train(a, sources(), cfg, tmp_path / "a", progress=False)
+    if aux:
+        assert all(r["aux_loss"] > 0 for r in rows_a)
+        assert (tmp_path / "a" / "checkpoint" / "aux_head.safetensors").is_file()
+        assert not (tmp_path / "a" / "model" / "aux_head.safetensors").exists()
     b = _model()
-    train(b, _sources(), TrainConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "b",
+    train(b, sources(), TrainConfig(**{**cfg.__dict__, "steps": 2}), tmp_path / "b",
           progress=False)
     b = _model()  # a new process would start from a fresh model too
-    train(b, _sources(), cfg, tmp_path / "b", resume=True, progress=False)
+    train(b, sources(), cfg, tmp_path / "b", resume=True, progress=False)
     pa, pb = _params(a), _params(b)
     assert all(torch.equal(pa[n], pb[n]) for n in pa)
     log_b = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
@@ -225,3 +244,31 @@ def test_balanced_bce_weighs_the_few_positive_pixels():
     all_on = torch.ones(1, 10, 10)  # no negatives: the weight clamps to 1
     assert float(mask_losses(empty, torch.zeros(1), all_on, balanced_bce=True)[0]) == \
         pytest.approx(float(bce_pos), rel=1e-5)
+
+
+def test_aux_head_moves_the_vision_features_and_checks_class_maps(tmp_path):
+    """The dense auxiliary loss reaches the vision encoder (its gradient is not zero) and a class
+    map that does not fit its image is refused with the source and sample named."""
+    from training.dense_labels import DenseClassHead, dense_class_loss
+
+    model = _model()
+    src = _aux_sources()
+    s = src["seg"][0]
+    enc = model.processor.encode(**{k: v for k, v in s.items() if k not in ("task", "class_map")})
+    from training.dense_labels import class_targets
+
+    tgt = class_targets(s["class_map"], enc.info, model.processor.mask_grid, 2)
+    head = DenseClassHead(model.vision.feature_dims, 2)
+    parts = model([enc], reduction="sum", return_vision=True)
+    total, n = dense_class_loss(head, [v.features for v in parts["vision"]], [tgt])
+    assert int(n) == 1
+    total.backward()
+    g = model.vision.convnext.embeddings.patch_embeddings.weight.grad
+    assert g is not None and float(g.abs().sum()) > 0
+
+    bad = _aux_sources()
+    bad["seg"][0]["class_map"] = np.zeros((10, 10), np.int64)
+    cfg = TrainConfig(steps=2, batch_size=4, aux_classes=2, mixture=(("seg", 1.0),))
+    with pytest.raises(ValueError, match=r"source 'seg' sample 0: class_map: must have the "
+                                         r"image's shape \(48, 64\), got \(10, 10\)"):
+        train(_model(), bad, cfg, tmp_path / "bad", progress=False)
