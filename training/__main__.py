@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from earthx_sdk.modeling.config import EarthXConfig
     from earthx_sdk.modeling.model import EarthXModel
     from training.recipes import get_recipe
     from training.trainer import train
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print("samples per source: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(sources.items())),
           file=sys.stderr)
     torch.manual_seed(cfg.seed)
-    model = EarthXModel(EarthXConfig.from_name(recipe.preset))
+    model = EarthXModel(recipe.model_config())
     _write_recipe(Path(args.out), recipe, model.cfg)
     rows = train(model, sources, cfg, args.out, resume=args.resume)
     if rows:

@@ -1,5 +1,6 @@
 """`python -m training` and `python -m training.eval` end to end on the tiny-synthetic recipe."""
 
+import dataclasses
 import json
 
 import pytest
@@ -14,10 +15,14 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch):
     from training.eval import main as eval_main
 
     # a smaller sample set than the recipe's 48 scenes, to stay fast
+    # (and without the deepforest sources, which need the realdata package)
     small = lambda: recipes._synthetic_sources(scenes=2)  # noqa: E731
+    cfg = recipes.RECIPES["tiny-synthetic"].train
+    cfg = dataclasses.replace(cfg, mixture=tuple(m for m in cfg.mixture
+                                                 if not m[0].startswith("deepforest/")))
+    assert cfg.aux_classes  # the recipe's dense auxiliary head runs here too
     monkeypatch.setitem(recipes.RECIPES, "tiny-synthetic",
-                        recipes.Recipe("tiny-synthetic", "tiny",
-                                       recipes.RECIPES["tiny-synthetic"].train, small))
+                        recipes.Recipe("tiny-synthetic", "tiny", cfg, small))
     out = tmp_path / "run"
     assert train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "2"]) == 0
     with pytest.raises(FileExistsError, match="pass resume=True"):
@@ -34,3 +39,16 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch):
     assert seg["n"] > 0 and 0.0 <= seg["gIoU"] <= 1.0
     with pytest.raises(SystemExit):
         eval_main(["--checkpoint", str(tmp_path / "nowhere")])
+
+
+def test_recipe_model_config_and_sources():
+    from training.recipes import TINY_MIXTURE, get_recipe
+
+    tiny = get_recipe("tiny-synthetic")
+    cfg = tiny.model_config()
+    assert cfg.name == "tiny" and cfg.mask.text_tokens
+    assert not get_recipe("base").model_config().mask.text_tokens
+    assert tiny.train.aux_classes == 8 and tiny.train.mixture == TINY_MIXTURE
+    assert {"deepforest/region_class", "deepforest/region_caption"} <= dict(TINY_MIXTURE).keys()
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        get_recipe("nope")

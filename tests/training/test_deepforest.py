@@ -107,3 +107,7 @@ def test_deepforest_sources_for_a_recipe():
     assert {s["prompts"][0].kind for s in train} == {"box", "point"}
     boxes = lambda ss: {s["prompts"][0].bbox() for s in ss if s["prompts"][0].kind == "box"}  # noqa: E731
     assert not boxes(train) & boxes(held)  # the held-out half never trains
+    both = deepforest_sources("train", draws=2, tasks=("region_class", "region_caption"))
+    assert sorted(both) == ["deepforest/region_caption", "deepforest/region_class"]
+    caps = [s["answer"] for s in both["deepforest/region_caption"]]
+    assert len(caps) == 2 * 2 * 2 and all("tree" in c for c in caps)
