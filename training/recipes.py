@@ -192,6 +192,9 @@ TINY_MIXTURE = (("region_class", 3.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # - the mask decoder reads the prompt's text tokens (mask_text_tokens; 5000 steps, 8 scenes:
 #   held-out gIoU 0.31-0.38 against 0.30-0.36 without);
 # - 7000 steps instead of 5000 (what fits 20 minutes at 2 threads).
+# Tried on 2026-12-06 and not taken (5000 steps, 8 held-out scenes, against gIoU 0.31-0.38 of the
+# same settings without them): a two-block mask decoder (gIoU 0.09-0.17: masks collapsed) and
+# twice the referring / prompt segmentation weight (0.27-0.35).
 # What holds segmentation back: the masks are class-level. "all trees" reaches IoU 0.4-0.57, a
 # single object named by position ("the tree in the top left") 0.13-0.22, and a polygon prompt
 # gets every object of its class rather than the one it encloses (see the demo overlays): the
