@@ -1,6 +1,6 @@
 """How much the question and the image move the <seg> state and the mask it decodes.
 
-    python -m training.diagnose --checkpoint DIR [--scenes 2] [--json PATH]
+    python -m training.diagnose --checkpoint DIR [--scenes 2] [--probe N] [--json PATH]
 
 For each held-out synthetic scene and each referring question (teacher-forced answer "<seg>"),
 it takes the LLM's last hidden state at <seg> and the decoded mask logits, then reports the mean
@@ -13,7 +13,8 @@ It also reports, for box prompts on different objects of one image, how far apar
 `<region>` tokens, prompt states and next-token logits are (`region_sensitivity`), and the norms
 of image, region and text-token embeddings: a model whose region tokens differ by ~1 % of their
 norm answers region questions from the class prior (seen on tiny-synthetic: only "tree" and
-"vehicle").
+"vehicle"). With `--probe N`, a linear probe fitted on N training scenes says how well region_pool's
+features and the <region> tokens carry the class (region_probe).
 """
 
 from __future__ import annotations
@@ -123,6 +124,73 @@ def region_sensitivity(model, image, boxes, sensor: str = "optical",
     return out
 
 
+def linear_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                 steps: int = 300, seed: int = 0) -> np.ndarray:
+    """Predicted classes of x_test [N, D] from a multinomial logistic regression fitted on
+    (x_train [M, D], integer y_train [M]), features standardized by the training statistics."""
+    import torch
+
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    xt = torch.tensor((x_train - mu) / sd, dtype=torch.float32)
+    yt = torch.as_tensor(y_train, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.nn.Linear(xt.shape[1], int(yt.max()) + 1)
+    with torch.no_grad():
+        w.weight.normal_(0.0, 0.01, generator=gen)
+        w.bias.zero_()
+    opt = torch.optim.Adam(w.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(w(xt), yt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return w(torch.tensor((x_test - mu) / sd, dtype=torch.float32)).argmax(1).numpy()
+
+
+def region_probe(model, train_records: list, test_records: list) -> dict:
+    """How much of a region's class its features carry, read by a linear probe: box prompts on
+    every annotated object, region_pool's pooled features and the `<region>` token, probe fitted
+    on `train_records` and scored on `test_records` (per sensor). A model whose LLM answers about
+    as well as the probe on its <region> tokens is bound by its features, not by the LLM.
+
+    Returns:
+        {"pooled": {sensor: accuracy}, "region_token": {sensor: accuracy}, "n_train", "n_test"}.
+    """
+    import torch
+
+    from earthx_sdk.ops.region_pool import region_pool
+    from earthx_sdk.prompts import Box
+    from training.synthetic import CLASSES
+
+    def features(records):
+        pooled, tokens, labels, sensors = [], [], [], []
+        with torch.no_grad():
+            for rec in records:
+                for ann in rec.annotations:
+                    enc = model.processor.encode(rec.image, rec.sensor, "What is <region>?",
+                                                 prompts=[Box(*ann.box)])
+                    vis = model.encode_images([enc])[0]
+                    region, _ = model.encode_prompts(vis, enc)
+                    p = region_pool(vis.features, torch.from_numpy(enc.boxes)[None],
+                                    torch.from_numpy(enc.prompt_masks)[None],
+                                    grid=model.cfg.prompt.pool_grid,
+                                    image_size=model.cfg.vision.image_size)
+                    pooled.append(p[0, 0].numpy())
+                    tokens.append(region[0].flatten().numpy())
+                    labels.append(CLASSES.index(ann.category))
+                    sensors.append(rec.sensor)
+        return np.array(pooled), np.array(tokens), np.array(labels), np.array(sensors)
+
+    ptr, ttr, ytr, _ = features(train_records)
+    pte, tte, yte, ste = features(test_records)
+    out: dict = {"n_train": len(ytr), "n_test": len(yte)}
+    for name, xtr, xte in (("pooled", ptr, pte), ("region_token", ttr, tte)):
+        pred = linear_probe(xtr, ytr, xte)
+        out[name] = {s: float(np.mean(pred[ste == s] == yte[ste == s])) for s in sorted(set(ste))}
+    return out
+
+
 def _object_boxes(record, k: int = 3):
     """Box prompts on up to k annotated objects of different classes (largest first)."""
     from earthx_sdk.prompts import Box
@@ -148,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a training output or model directory")
     p.add_argument("--scenes", type=int, default=2, help="held-out scenes (>= 2)")
+    p.add_argument("--probe", type=int, default=0, metavar="N",
+                   help="also fit a linear probe of region class on N training scenes and score "
+                        "it on the held-out ones (region_probe)")
     p.add_argument("--json", help="also write the figures here")
     a = p.parse_args(argv)
 
@@ -179,6 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"norms   image tokens {n['image_tokens']:.2f}, <region> tokens "
               f"{n['region_tokens']:.2f}, text embeddings {n['text_tokens']:.2f}")
         r["region"] = reg
+    if a.probe:
+        from training.synthetic import render_scene as render
+
+        train = [rec for s in range(a.probe)
+                 for rec in render(s, (size, size), object_scale=scale).values()]
+        test = [rec for s in range(a.scenes)
+                for rec in render(HELD_OUT_SEED + s, (size, size), object_scale=scale).values()]
+        probe = region_probe(model, train, test)
+        for name in ("pooled", "region_token"):
+            print(f"probe   {name} -> class, held-out accuracy (fitted on {probe['n_train']}, "
+                  f"scored on {probe['n_test']} boxes): " + ", ".join(
+                      f"{k} {v:.2f}" for k, v in probe[name].items()))
+        r["probe"] = probe
     if a.json:
         tmp = Path(a.json + ".tmp")
         tmp.write_text(json.dumps(r, indent=2))

@@ -58,3 +58,29 @@ def test_region_sensitivity_on_distinct_objects(model):
     assert same["region"] == 0.0 and same["logits"] == 0.0
     with pytest.raises(ValueError, match=">= 2 boxes"):
         region_sensitivity(model, rec.image, boxes[:1])
+
+
+def test_linear_probe_reads_separable_classes_and_not_noise():
+    from training.diagnose import linear_probe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(0, 1, (300, 8))
+    x[:, 0] += 10 * y  # the class is linear in feature 0 (5 sigma apart)
+    pred = linear_probe(x[:200], y[:200], x[200:])
+    assert np.mean(pred == y[200:]) == 1.0
+    noise = rng.normal(0, 1, (300, 8))  # features that say nothing of the class
+    acc = np.mean(linear_probe(noise[:200], y[:200], noise[200:]) == y[200:])
+    assert acc < 0.6, acc
+
+
+def test_region_probe_scores_each_sensor(model):
+    from training.diagnose import region_probe
+
+    train = [r for s in range(2) for r in render_scene(s, (112, 112)).values()]
+    test = list(render_scene(100_000, (112, 112)).values())
+    r = region_probe(model, train, test)
+    assert r["n_train"] > r["n_test"] > 0
+    for name in ("pooled", "region_token"):
+        assert set(r[name]) == {"optical", "multispectral", "sar", "infrared"}
+        assert all(0.0 <= v <= 1.0 for v in r[name].values())
