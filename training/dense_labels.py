@@ -31,7 +31,6 @@ class DenseClassHead(nn.Module):
         super().__init__()
         if classes < 1:
             raise ValueError(f"DenseClassHead: classes must be >= 1, got {classes}")
-        self.classes = int(classes)
         self.heads = nn.ModuleList(nn.Conv2d(int(c), classes + 1, 1) for c in feature_dims)
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:

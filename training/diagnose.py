@@ -251,12 +251,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{n['region_tokens']:.2f}, text embeddings {n['text_tokens']:.2f}")
         r["region"] = reg
     if a.probe:
-        from training.synthetic import render_scene as render
-
         train = [rec for s in range(a.probe)
-                 for rec in render(s, (size, size), object_scale=scale).values()]
-        test = [rec for s in range(a.scenes)
-                for rec in render(HELD_OUT_SEED + s, (size, size), object_scale=scale).values()]
+                 for rec in render_scene(s, (size, size), object_scale=scale).values()]
+        test = [rec for s in range(a.scenes) for rec in
+                render_scene(HELD_OUT_SEED + s, (size, size), object_scale=scale).values()]
         probe = region_probe(model, train, test)
         for name in ("pooled", "region_token"):
             print(f"probe   {name} -> class, held-out accuracy (fitted on {probe['n_train']}, "

@@ -249,14 +249,12 @@ def test_balanced_bce_weighs_the_few_positive_pixels():
 def test_aux_head_moves_the_vision_features_and_checks_class_maps(tmp_path):
     """The dense auxiliary loss reaches the vision encoder (its gradient is not zero) and a class
     map that does not fit its image is refused with the source and sample named."""
-    from training.dense_labels import DenseClassHead, dense_class_loss
+    from training.dense_labels import DenseClassHead, class_targets, dense_class_loss
 
     model = _model()
     src = _aux_sources()
     s = src["seg"][0]
     enc = model.processor.encode(**{k: v for k, v in s.items() if k not in ("task", "class_map")})
-    from training.dense_labels import class_targets
-
     tgt = class_targets(s["class_map"], enc.info, model.processor.mask_grid, 2)
     head = DenseClassHead(model.vision.feature_dims, 2)
     parts = model([enc], reduction="sum", return_vision=True)
