@@ -313,13 +313,17 @@ def run_request(state: ImageState, question: str, prompts: list, *,
         emb[reg_pos] = flat[: reg_pos.size]
 
     text_pos = text_positions(ids, None, tok.image_id, tok.region_id)
+    # the text tokens' input embeddings, for a decoder that reads them (cfg.text_embeddings)
+    text_emb = emb[text_pos].copy() if eng.mask.reads_embeddings else None  # [T, hidden]
     return _decode_phase(eng, view, emb, states, tm, max_new_tokens=max_new_tokens,
-                         temperature=temperature, seed=seed, forced=forced, text_pos=text_pos)
+                         temperature=temperature, seed=seed, forced=forced, text_pos=text_pos,
+                         text_emb=text_emb)
 
 
 def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
                   max_new_tokens: int, temperature: float, seed: int | None,
-                  forced: Sequence[int], text_pos: np.ndarray) -> Iterator[int]:
+                  forced: Sequence[int], text_pos: np.ndarray,
+                  text_emb: np.ndarray | None = None) -> Iterator[int]:
     tok = eng.tokenizer
     stats = DecodeStats()
     yield from decode(eng.llm, emb, eos_id=tok.eos_id, seg_id=tok.seg_id,
@@ -332,6 +336,8 @@ def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
     if stats.seg_hidden is not None:
         t0 = time.perf_counter()
         text = stats.prompt_hidden[text_pos] if eng.mask.reads_text else None  # [T, hidden]
+        if text is not None and text_emb is not None:
+            text = np.concatenate([text, text_emb.astype(text.dtype)], -1)  # [T, 2 x hidden]
         logits, scores = eng.mask.run(view.feats, stats.seg_hidden, states, text)
         tm["mask_decoder"] = StageTiming(time.perf_counter() - t0, eng.mask.backend,
                                          eng.mask.precision, "ran", 1)

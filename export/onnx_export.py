@@ -90,7 +90,8 @@ def component_specs(model, sensor: str, channels: int, prompts: int = 3,
     mask_inputs = dict(zip(MASK_INPUTS, (seg, dense, s4, s8, states), strict=True))
     mask_dynamic = {"seg_hidden": {1: "Q"}, "prompt_states": {1: "R"}}
     if model.mask_decoder.text_tokens:
-        mask_inputs[MASK_TEXT_INPUT] = torch.randn(1, 12, hidden, generator=g)
+        width = model.mask_decoder.text_width  # hidden, or 2 x hidden with the embeddings
+        mask_inputs[MASK_TEXT_INPUT] = torch.randn(1, 12, width, generator=g)
         mask_dynamic[MASK_TEXT_INPUT] = {1: "T"}
     return [
         Exported(f"vision_{sensor}_{channels}", vision, {"pixels": pixels}, VISION_OUTPUTS, {}),

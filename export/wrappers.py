@@ -27,7 +27,8 @@ PROMPT_OUTPUTS = ("region_embeds", "prompt_states")
 MASK_INPUTS = ("seg_hidden", "dense", "hires_s4", "hires_s8", "prompt_states")
 MASK_TEXT_INPUT = "text_hidden"
 """The mask decoder's sixth input, for a decoder with cfg.text_tokens: the LLM's last-layer
-states at the prompt's text tokens [1, T, hidden] (`earthx_sdk.processor.text_positions`)."""
+states at the prompt's text tokens [1, T, hidden] (`earthx_sdk.processor.text_positions`); with
+cfg.text_embeddings each token's input embedding follows its state: [1, T, 2 x hidden]."""
 MASK_OUTPUTS = ("mask_logits", "iou_pred")
 
 
@@ -112,7 +113,8 @@ class MaskDecoderOnnx(nn.Module):
                 prompt_states: Tensor, text_hidden: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
         """seg_hidden [1, Q, hidden], dense [1, Dv, g, g], hires maps, prompt_states [1, R, dim]
-        (and text_hidden [1, T, hidden] for a decoder that reads the prompt's text)
+        (and text_hidden [1, T, hidden] for a decoder that reads the prompt's text; [1, T,
+        2 x hidden], state then input embedding, for one with cfg.text_embeddings)
         -> mask_logits [1, Q, S/4, S/4], iou_pred [1, Q]."""
         return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None,
                             text_hidden)

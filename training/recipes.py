@@ -43,8 +43,8 @@ class Recipe:
         sources: builds {source name: samples} (samples are Processor.encode keyword arguments).
         description: one line for `--help`.
         scenes: the synthetic scenes of the recipe (None for one on real data only).
-        mask_text_tokens: the mask decoder also reads the prompt's text-token states
-            (MaskDecoderConfig.text_tokens) in the trained model.
+        mask: MaskDecoderConfig fields to set in the trained model, as (name, value) pairs
+            (e.g. ("text_tokens", True): the decoder also reads the prompt's text-token states).
     """
 
     name: str
@@ -53,16 +53,15 @@ class Recipe:
     sources: Callable[[], dict[str, list[dict]]] = field(compare=False)
     description: str = ""
     scenes: SceneSpec | None = None
-    mask_text_tokens: bool = False
+    mask: tuple[tuple[str, object], ...] = ()
 
     def model_config(self):
-        """The EarthXConfig the recipe trains: its preset, with the mask decoder reading the
-        prompt's text tokens where `mask_text_tokens` says so."""
+        """The EarthXConfig the recipe trains: its preset, with the `mask` fields set."""
         from earthx_sdk.modeling.config import EarthXConfig
 
         cfg = EarthXConfig.from_name(self.preset)
-        if self.mask_text_tokens:
-            cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True))
+        if self.mask:
+            cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, **dict(self.mask)))
         return cfg
 
 
@@ -201,6 +200,7 @@ TINY_MIXTURE = (("region_class", 3.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # decoder does not localize one instance. Earlier diagnosis (training.diagnose) of the weight
 # decay: without it the projector outputs drifted and the <region> tokens of different objects
 # differed by 0.3-4 % of their norm.
+TINY_MASK = (("text_tokens", True), ("text_embeddings", True), ("position_prior", True))
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("tiny-synthetic", "tiny",
@@ -208,11 +208,11 @@ RECIPES: dict[str, Recipe] = {
                            warmup_steps=100, log_every=50,
                            save_every=500, schedule="cosine", min_lr_ratio=0.05,
                            mixture=TINY_MIXTURE, balanced_bce=True, mask_loss_weight=2.0,
-                           lr_mult=(("mask_decoder", 2.0),), aux_classes=len(SYNTHETIC_CLASSES)),
+                           lr_mult=(("mask_decoder", 0.25),), aux_classes=len(SYNTHETIC_CLASSES)),
                tiny_sources,
                "the tiny preset on synthetic optical/SAR/IR/multispectral scenes and "
                "deepforest's real tree crowns; CPU, minutes",
-               TINY_SCENES, mask_text_tokens=True),
+               TINY_SCENES, mask=TINY_MASK),
         Recipe("base", "base",
                TrainConfig(steps=20000, batch_size=16, lr=2e-5, warmup_steps=500, amp="bf16",
                            grad_checkpointing=True, log_every=50, save_every=1000,

@@ -91,6 +91,16 @@ class MaskDecoderConfig:
     # presets: on tiny-synthetic (2500 steps) it made the masks 25x more sensitive to the
     # question (diagnose: logits move 6.1 % against 0.25 %) but held-out gIoU stayed 0.06-0.15.
     text_tokens: bool = False
+    # A fixed quadratic basis of the pixel position (1, u, v, u^2, uv, v^2 over [-1, 1]) joins
+    # the per-pixel features the hypernetwork's weights are dotted with, so a query can add a
+    # Gaussian-shaped log-prior on where its mask lies ("the tank in the top left"); a depth-1
+    # decoder on an 8 x 8 key grid did not learn to place one. Changes no input or output.
+    position_prior: bool = False
+    # With text_tokens: each text token is read as [last-layer state, input embedding] (width
+    # 2 x hidden). The tiny LLM's last-layer states at prompt positions carry little of their own
+    # token (no loss trains them): " top" and " bottom" after the same words had cosine 0.999
+    # (tiny-synthetic, 2000 steps), so no position word reached the decoder.
+    text_embeddings: bool = False
 
 
 @dataclass(frozen=True)

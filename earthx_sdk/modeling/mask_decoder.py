@@ -2,9 +2,12 @@
 
 Each <seg> token becomes one query set [iou token, mask token, projected <seg> state, projected
 prompt tokens of its image, and with `cfg.text_tokens` the projected last-layer LLM states of the
-prompt's text tokens]; a two-way transformer lets it talk with the fused dense features; the
-image side is then upsampled to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and
-stride-4 maps, and dotted with per-query weights that a hypernetwork reads off the mask token.
+prompt's text tokens (with `cfg.text_embeddings`, plus their projected input embeddings)]; a
+two-way transformer lets it talk with the fused dense features; the image side is then upsampled
+to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and stride-4 maps, and dotted
+with per-query weights that a hypernetwork reads off the mask token. With `cfg.position_prior`
+six fixed position channels (`position_basis`) join that map, so the weights can also say where
+the mask lies.
 
 Sizes are fixed at construction (`grid`, `image_size`), so forward has no size-dependent branches
 and upsamples to constant sizes (bilinear only: bicubic does not export).
@@ -123,6 +126,14 @@ class MaskDecoder(nn.Module):
             # question into its <seg> state (tiny, 2500 steps: mask logits moved 0.25 % between
             # questions on one image), so its text-token states join the queries.
             self.text_proj = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
+        self.text_embeddings = bool(cfg.text_embeddings)
+        if self.text_embeddings:
+            if not self.text_tokens:
+                raise ValueError("MaskDecoder: cfg.text_embeddings needs cfg.text_tokens (the "
+                                 "embeddings join the text tokens' states)")
+            self.embed_proj = nn.Sequential(nn.LayerNorm(llm_hidden), nn.Linear(llm_hidden, dim))
+        # width of text_states: the last-layer state, and with text_embeddings the embedding
+        self.text_width = llm_hidden * (2 if self.text_embeddings else 1)
 
         # Keys: the dense map in the decoder width, plus a fixed positional code (not saved).
         self.dense_proj = nn.Sequential(nn.Conv2d(dense_dim, dim, 1), LayerNorm2d(dim))
@@ -135,7 +146,13 @@ class MaskDecoder(nn.Module):
         self.lateral4 = nn.Sequential(nn.Conv2d(self.hires_dims[0], c8, 1), LayerNorm2d(c8))
         self.fuse4 = _conv_block(c8, c4, 3)
 
-        self.hyper_mlp = MLP(dim, dim, c4, layers=3)
+        self.position_prior = bool(cfg.position_prior)
+        extra = 0
+        if self.position_prior:
+            basis = position_basis(self.size4)  # [6, s4, s4]
+            self.register_buffer("position_basis", basis, persistent=False)
+            extra = basis.shape[0]
+        self.hyper_mlp = MLP(dim, dim, c4 + extra, layers=3)
         self.iou_head = MLP(dim, dim, 1, layers=3)
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires: Sequence[Tensor],
@@ -154,8 +171,10 @@ class MaskDecoder(nn.Module):
                 R may be 0.
             prompt_valid: [B, R] bool, False marks padding prompt tokens (ignored by attention), or
                 None (all valid). Needs prompt_states.
-            text_states: [B, T, llm_hidden] the LLM's last hidden states at the prompt's text
-                tokens (`text_positions`), T >= 1; required when cfg.text_tokens, refused
+            text_states: [B, T, text_width] the LLM's last hidden states at the prompt's text
+                tokens (`text_positions`), T >= 1, and with cfg.text_embeddings their input
+                embeddings after them (text_width = 2 x llm_hidden: [state, embedding]);
+                required when cfg.text_tokens, refused
                 otherwise.
 
         Returns:
@@ -186,7 +205,10 @@ class MaskDecoder(nn.Module):
                 valid = valid.flatten(0, 1)  # [B*Q, T]
         if text_states is not None:
             t = text_states.shape[1]
-            text = self.text_proj(text_states)  # [B, T, dim]
+            h = self.llm_hidden
+            text = self.text_proj(text_states[..., :h])  # [B, T, dim]
+            if self.text_embeddings:
+                text = text + self.embed_proj(text_states[..., h:])  # [B, T, dim]
             parts.append(text[:, None].expand(b, q, t, dim))  # [B, Q, T, dim]
             if valid is not None:
                 valid = torch.cat([valid, valid.new_ones(b * q, t)], 1)
@@ -217,7 +239,10 @@ class MaskDecoder(nn.Module):
         x = x + _per_query(lat4, q)
         x = self.fuse4(x)  # [B*Q, c4, s4, s4]
 
-        weights = self.hyper_mlp(mask_out)  # [B*Q, c4]
+        if self.position_prior:
+            basis = self.position_basis.to(x.dtype)[None]  # [1, 6, s4, s4]
+            x = torch.cat([x, basis.expand(b * q, *basis.shape[1:])], 1)  # [B*Q, c4 + 6, s4, s4]
+        weights = self.hyper_mlp(mask_out)  # [B*Q, c4 (+ 6)]
         logits = (weights[:, None, :] @ x.flatten(2)).reshape(b, q, s4, s4)  # [B, Q, s4, s4]
         iou = self.iou_head(iou_out).reshape(b, q)  # [B, Q]
         return logits, iou
@@ -227,7 +252,8 @@ class MaskDecoder(nn.Module):
         named = [("seg_hidden", seg_hidden), ("dense", dense)]
         if self.text_tokens and text_states is None:
             raise ValueError("MaskDecoder: this decoder reads the prompt's text tokens "
-                             "(cfg.text_tokens): text_states [B, T, llm_hidden] is required")
+                             f"(cfg.text_tokens): text_states [B, T, {self.text_width}] is "
+                             "required")
         if not self.text_tokens and text_states is not None:
             raise ValueError("MaskDecoder: text_states given to a decoder built without "
                              "cfg.text_tokens")
@@ -272,9 +298,9 @@ class MaskDecoder(nn.Module):
         if text_states is not None:
             if text_states.dim() != 3 or text_states.shape[1] < 1:
                 raise ValueError(f"MaskDecoder: text_states must be [B, T >= 1, "
-                                 f"{self.llm_hidden}], got {list(text_states.shape)}")
+                                 f"{self.text_width}], got {list(text_states.shape)}")
             expected.append(("text_states", text_states,
-                             [b, text_states.shape[1], self.llm_hidden], "[B, T, llm_hidden]"))
+                             [b, text_states.shape[1], self.text_width], "[B, T, text_width]"))
         for name, t, shape, rule in expected:
             if list(t.shape) != shape:
                 raise ValueError(
@@ -282,6 +308,18 @@ class MaskDecoder(nn.Module):
         if prompt_valid is not None and prompt_valid.dtype != torch.bool:
             raise TypeError(f"MaskDecoder: prompt_valid must be bool, got {prompt_valid.dtype}")
         return b, q
+
+
+def position_basis(size: int) -> Tensor:
+    """[6, size, size] float32: 1, u, v, u^2, u*v, v^2 at the pixel centres of a size x size map,
+    with u (column) and v (row) running over [-1, 1]. A weighted sum of these channels is any
+    quadratic of the position: with a negative-definite quadratic part, the log of a Gaussian
+    bump placed anywhere, which is what a mask logit needs to say "in the top left"."""
+    if size < 1:
+        raise ValueError(f"position_basis: size must be >= 1, got {size}")
+    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1  # [size]
+    v, u = torch.meshgrid(t, t, indexing="ij")  # [size, size] each: row, column
+    return torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v])
 
 
 def _per_query(x: Tensor, q: int) -> Tensor:

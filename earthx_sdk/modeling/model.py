@@ -195,14 +195,22 @@ class EarthXModel(nn.Module):
                 "mask_loss": mask_loss, "iou_loss": iou_loss, **extra}
 
     def _text_states(self, last: torch.Tensor, s: Encoded, with_labels: bool):
-        """[1, T, hidden] last-layer states at the prompt's text tokens (`text_positions`), or
-        None for a decoder that does not read them. last: [L, hidden] of the sample."""
+        """[1, T, hidden] last-layer states at the prompt's text tokens (`text_positions`), with
+        their input embeddings after them ([1, T, 2 * hidden]) for a decoder with
+        cfg.text_embeddings, or None for a decoder that does not read them. last: [L, hidden] of
+        the sample."""
         if not self.mask_decoder.text_tokens:
             return None
         tok = self.tokenizer
         pos = text_positions(s.input_ids, s.labels if with_labels else None, tok.image_id,
                              tok.region_id)
-        return last[torch.from_numpy(pos).to(last.device)][None]
+        pos = torch.from_numpy(pos).to(last.device)
+        states = last[pos]  # [T, hidden]
+        if self.mask_decoder.text_embeddings:  # [T, 2 * hidden]: [state, input embedding]
+            ids = torch.from_numpy(s.input_ids).to(last.device)[pos]
+            emb = self.llm.get_input_embeddings()(ids).to(states.dtype)
+            states = torch.cat([states, emb], -1)
+        return states[None]
 
     def decode_masks(self, vis, seg_hidden: torch.Tensor, prompt_states: torch.Tensor,
                      text_states: torch.Tensor | None = None):

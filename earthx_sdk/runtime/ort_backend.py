@@ -159,8 +159,9 @@ class OrtPrompt:
 
 
 class OrtMask:
-    def __init__(self, graphs: _Graphs, state_dim: int) -> None:
+    def __init__(self, graphs: _Graphs, state_dim: int, reads_embeddings: bool = False) -> None:
         self.graphs, self.state_dim = graphs, state_dim
+        self.reads_embeddings = reads_embeddings  # text_hidden is [T, 2 x hidden]
         self.backend = graphs.backend()
         self.precision = graphs.precision("mask_decoder")
 
@@ -180,7 +181,8 @@ class OrtMask:
         if self.reads_text:
             if text_hidden is None:
                 raise ValueError("this bundle's mask decoder reads the prompt's text-token "
-                                 "states: text_hidden [T, hidden] is required")
+                                 "states: text_hidden [T, hidden] ([T, 2 x hidden] with their "
+                                 "embeddings) is required")
             feed["text_hidden"] = np.ascontiguousarray(text_hidden, np.float32)[None]
         logits, iou = self.graphs.session("mask_decoder").run(None, feed)
         return logits[0], iou[0]  # [Q, S/4, S/4], [Q]
@@ -237,7 +239,8 @@ def ort_components(bundle: str | Path, device: str = "auto", threads: int | None
     tokenizer = EarthXTokenizer.from_file(bundle / manifest.tokenizer_file)
     state_dim = int(manifest.model_config["prompt"]["dim"])
     return (manifest, spec, tokenizer, OrtVision(graphs, spec), OrtFusion(spec), OrtPrompt(graphs),
-            OrtMask(graphs, state_dim))
+            OrtMask(graphs, state_dim,
+                    bool(manifest.model_config["mask"].get("text_embeddings", False))))
 
 
 def load_onnxruntime(bundle: str | Path, device: str = "auto",

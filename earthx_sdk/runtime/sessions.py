@@ -110,6 +110,8 @@ class MaskSession(Protocol):
     precision: str
 
     reads_text: bool  # the decoder takes the prompt's text-token states (cfg.text_tokens)
+    # and their input embeddings after them, [T, 2 x hidden] (cfg.text_embeddings)
+    reads_embeddings: bool
 
     def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states: Any,
             text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...

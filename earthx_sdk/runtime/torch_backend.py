@@ -100,6 +100,10 @@ class TorchMask:
     def reads_text(self) -> bool:
         return bool(self.model.mask_decoder.text_tokens)
 
+    @property
+    def reads_embeddings(self) -> bool:
+        return bool(self.model.mask_decoder.text_embeddings)
+
     @torch.no_grad()
     def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states,
             text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +112,7 @@ class TorchMask:
         st = None if states is None or states.shape[0] == 0 else states[None]
         text = (None if text_hidden is None or not self.reads_text
                 else torch.from_numpy(np.ascontiguousarray(text_hidden, np.float32))[None]
-                .to(self.device, q.dtype))  # [1, T, hidden]
+                .to(self.device, q.dtype))  # [1, T, hidden or 2 x hidden]
         logits, iou = self.model.mask_decoder(q, n["dense"], [n["feature_s4"], n["feature_s8"]],
                                               st, None, text)
         return _np(logits[0]), _np(iou[0])  # [Q, S/4, S/4], [Q]

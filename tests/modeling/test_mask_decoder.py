@@ -254,3 +254,90 @@ def test_text_tokens_shapes_and_gradients():
     assert text.grad is not None and text.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0
                for p in dec.text_proj.parameters())
+
+
+def test_position_basis_spans_the_quadratics_of_the_position():
+    from earthx_sdk.modeling.mask_decoder import position_basis
+
+    basis = position_basis(4)
+    assert basis.shape == (6, 4, 4) and basis.dtype == torch.float32
+    t = torch.tensor([-0.75, -0.25, 0.25, 0.75])  # pixel centres over [-1, 1]
+    torch.testing.assert_close(basis[0], torch.ones(4, 4))
+    torch.testing.assert_close(basis[1], t[None].expand(4, 4))  # u: the column
+    torch.testing.assert_close(basis[2], t[:, None].expand(4, 4))  # v: the row
+    torch.testing.assert_close(basis[4], t[:, None] * t[None])
+    # A Gaussian log-bump centred at the top-left pixel is one weighted sum of the channels.
+    u0, v0 = -0.75, -0.75
+    bump = -((basis[1] - u0) ** 2 + (basis[2] - v0) ** 2)
+    w = torch.tensor([-(u0 * u0 + v0 * v0), 2 * u0, 2 * v0, -1.0, 0.0, -1.0])
+    torch.testing.assert_close((w[:, None, None] * basis).sum(0), bump)
+    assert (w[:, None, None] * basis).sum(0).argmax() == 0
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        position_basis(0)
+
+
+def _prior_decoder(seed=0):
+    import dataclasses
+
+    torch.manual_seed(seed)
+    return MaskDecoder(dataclasses.replace(CFG.mask, position_prior=True), LLM, DENSE, PROMPT,
+                       HIRES, GRID, SIZE)
+
+
+def test_position_prior_keeps_the_interface_and_moves_the_mask_by_position():
+    dec = _prior_decoder()
+    assert not any("position_basis" in k for k in dec.state_dict())  # rebuilt, never saved
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    logits, iou = dec(seg, dense, hires, prompts)
+    assert logits.shape == (2, 3, S4, S4) and iou.shape == (2, 3)
+    # the hypernetwork's last six weights multiply the basis: a bias on the u channel alone tilts
+    # every mask from left to right by the same amount
+    last = dec.hyper_mlp.layers[-1]
+    with torch.no_grad():
+        last.bias[-5] += 1.0  # the u channel
+        tilted, _ = dec(seg, dense, hires, prompts)
+    diff = tilted - logits  # [B, Q, S4, S4]: equal to u on every query
+    u = dec.position_basis[1]
+    torch.testing.assert_close(diff, u.expand_as(diff), atol=1e-5, rtol=1e-5)
+    logits.sum().backward()
+    assert last.weight.grad[-6:].abs().sum() > 0
+
+
+def _embedding_decoder(seed=0):
+    import dataclasses
+
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(CFG.mask, text_tokens=True, text_embeddings=True)
+    return MaskDecoder(cfg, LLM, DENSE, PROMPT, HIRES, GRID, SIZE)
+
+
+def test_text_embeddings_need_text_tokens_and_twice_the_width():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="text_embeddings needs cfg.text_tokens"):
+        MaskDecoder(dataclasses.replace(CFG.mask, text_embeddings=True), LLM, DENSE, PROMPT,
+                    HIRES, GRID, SIZE)
+    dec = _embedding_decoder()
+    assert dec.text_width == 2 * LLM
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    with pytest.raises(ValueError, match=rf"text_states must be \[B, T, text_width\] = "
+                                         rf"\[1, 5, {2 * LLM}\]"):
+        dec(seg, dense, hires, prompts, None, torch.randn(1, 5, LLM))
+    with pytest.raises(ValueError, match=rf"text_states \[B, T, {2 * LLM}\] is required"):
+        dec(seg, dense, hires, prompts)
+
+
+def test_text_embeddings_half_moves_the_mask_and_trains():
+    """Equal last-layer states, other token embeddings: other masks (the tiny LLM's states at
+    " top" and " bottom" were nearly equal, so the embedding half is what names the word)."""
+    dec = _embedding_decoder()
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    states = torch.randn(1, 6, LLM)
+    a = torch.cat([states, torch.randn(1, 6, LLM)], -1)
+    b = torch.cat([states, torch.randn(1, 6, LLM)], -1).requires_grad_()
+    la, _ = dec(seg, dense, hires, prompts, None, a)
+    lb, _ = dec(seg, dense, hires, prompts, None, b)
+    assert (la - lb).abs().max() > 1e-3
+    lb.sum().backward()
+    assert b.grad[..., LLM:].abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.embed_proj.parameters())

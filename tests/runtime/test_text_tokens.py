@@ -1,6 +1,7 @@
-"""A mask decoder that reads the prompt's text tokens (MaskDecoderConfig.text_tokens): the
-reference, the torch backend and the onnxruntime bundle give the same masks, and the masks depend
-on the question's words through that path."""
+"""A mask decoder that reads the prompt's text tokens with their embeddings
+(MaskDecoderConfig.text_tokens, text_embeddings) and adds a position prior (position_prior), as
+the tiny-synthetic recipe trains it: the reference, the torch backend and the onnxruntime bundle
+give the same masks, and the masks depend on the question's words through the text path."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def text_ckpt(tmp_path_factory):
     from tests.runtime.fixtures import seg_prone
 
     cfg = EarthXConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True))
+    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True,
+                                                          position_prior=True,
+                                                          text_embeddings=True))
     torch.manual_seed(0)
     model = EarthXModel(cfg).eval()
     seg_prone(model)
@@ -57,6 +60,8 @@ def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, tmp_path):
     inputs = {i.name: i for i in graph.graph.input}
     assert "text_hidden" in inputs  # [1, T, hidden] with a dynamic T
     assert inputs["text_hidden"].type.tensor_type.shape.dim[1].dim_param
+    hidden = EarthXModel.load(text_ckpt).cfg.llm.hidden
+    assert inputs["text_hidden"].type.tensor_type.shape.dim[2].dim_value == 2 * hidden
 
     ref = EarthXModel.load(text_ckpt)
     img, p = images()["optical"], [Box(10, 8, 50, 40)]
@@ -91,3 +96,20 @@ def test_text_states_move_the_mask(text_ckpt):
             logits, _ = model.decode_masks(vis[0], seg, states[0], text)
         outs.append(logits)
     assert (outs[0] - outs[1]).abs().max() > 1e-4
+
+
+def test_text_states_carry_each_tokens_embedding_after_its_state(text_ckpt):
+    from earthx_sdk.modeling.model import EarthXModel
+    from earthx_sdk.processor import text_positions
+
+    model = EarthXModel.load(text_ckpt)
+    enc = model.processor.encode(images()["optical"], "optical", "Please segment all ships.")
+    tok = model.tokenizer
+    pos = text_positions(enc.input_ids, None, tok.image_id, tok.region_id)
+    last = torch.randn(len(enc.input_ids), model.cfg.llm.hidden)
+    with torch.no_grad():
+        text = model._text_states(last, enc, with_labels=False)[0]
+        emb = model.llm.get_input_embeddings()(torch.from_numpy(enc.input_ids[pos]))
+    assert text.shape == (len(pos), 2 * model.cfg.llm.hidden)
+    torch.testing.assert_close(text[:, : model.cfg.llm.hidden], last[torch.from_numpy(pos)])
+    torch.testing.assert_close(text[:, model.cfg.llm.hidden:], emb)

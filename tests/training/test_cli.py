@@ -46,8 +46,10 @@ def test_recipe_model_config_and_sources():
 
     tiny = get_recipe("tiny-synthetic")
     cfg = tiny.model_config()
-    assert cfg.name == "tiny" and cfg.mask.text_tokens
-    assert not get_recipe("base").model_config().mask.text_tokens
+    assert cfg.name == "tiny"
+    assert cfg.mask.text_tokens and cfg.mask.text_embeddings and cfg.mask.position_prior
+    base = get_recipe("base").model_config().mask
+    assert not (base.text_tokens or base.text_embeddings or base.position_prior)
     assert tiny.train.aux_classes == 8 and tiny.train.mixture == TINY_MIXTURE
     assert {"deepforest/region_class", "deepforest/region_caption"} <= dict(TINY_MIXTURE).keys()
     with pytest.raises(ValueError, match="recipe must be one of"):
