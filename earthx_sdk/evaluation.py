@@ -87,7 +87,7 @@ def _ask_seg(model, image, sensor: str, question: str):
     return finish(st, part, [], model.options.mask_threshold)
 
 
-def synthetic(model, spec, scenes: int = 8, log=None) -> dict:
+def synthetic(model, spec, scenes: int = 24, log=None) -> dict:
     """Per-sensor region classification and referring segmentation on held-out scenes."""
     from earthx_sdk.demo import class_matches
     from training.eval import HELD_OUT_SEED
@@ -184,7 +184,7 @@ def deepforest(model, log=None) -> dict:
     return out
 
 
-def evaluate(bundle: str = "default", scenes: int = 8, backend: str = "auto",
+def evaluate(bundle: str = "default", scenes: int = 24, backend: str = "auto",
              threads: int | None = None, log=None) -> dict:
     """The held-out report of a bundle (see the module docstring).
 
@@ -253,7 +253,8 @@ def add_parser(sub) -> None:
     p.add_argument("--json", help="write the report here")
     p.add_argument("--bundle", default="default",
                    help="bundle directory, or 'default' (the embedded model)")
-    p.add_argument("--scenes", type=int, default=8, help="held-out synthetic scenes")
+    p.add_argument("--scenes", type=int, default=24,
+                   help="held-out synthetic scenes (default 24: 48 referring masks per sensor)")
     p.add_argument("--backend", default="auto",
                    choices=("auto", "torch", "onnxruntime", "tensorrt"))
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")

@@ -93,8 +93,9 @@ class MaskDecoderConfig:
     text_tokens: bool = False
     # A fixed quadratic basis of the pixel position (1, u, v, u^2, uv, v^2 over [-1, 1]) joins
     # the per-pixel features the hypernetwork's weights are dotted with, so a query can add a
-    # Gaussian-shaped log-prior on where its mask lies ("the tank in the top left"); a depth-1
-    # decoder on an 8 x 8 key grid did not learn to place one. Changes no input or output.
+    # Gaussian-shaped log-prior on where its mask lies ("the tank in the top left"). With
+    # text_tokens, each text token also adds its own term to those six weights (summed over the
+    # tokens: "top" + "left"). Changes no input or output of the decoder.
     position_prior: bool = False
     # With text_tokens: each text token is read as [last-layer state, input embedding] (width
     # 2 x hidden). The tiny LLM's last-layer states at prompt positions carry little of their own

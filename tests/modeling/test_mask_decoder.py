@@ -341,3 +341,27 @@ def test_text_embeddings_half_moves_the_mask_and_trains():
     lb.sum().backward()
     assert b.grad[..., LLM:].abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in dec.embed_proj.parameters())
+
+
+def test_position_prior_with_text_adds_each_words_term():
+    """With text tokens, each token's text_prior term is summed into the prior's weights: a word
+    whose term is a u weight of 1 tilts the mask by u once per occurrence, on every query."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(CFG.mask, text_tokens=True, text_embeddings=True,
+                              position_prior=True)
+    dec = MaskDecoder(cfg, LLM, DENSE, PROMPT, HIRES, GRID, SIZE)
+    head = dec.text_prior[1]
+    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0  # starts neutral
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    text = torch.randn(1, 5, 2 * LLM)
+    logits, _ = dec(seg, dense, hires, prompts, None, text)
+    with torch.no_grad():
+        head.bias[1] = 1.0  # every token adds 1 to the u weight
+        tilted, _ = dec(seg, dense, hires, prompts, None, text)
+    u = dec.position_basis[1]
+    torch.testing.assert_close(tilted - logits, 5 * u.expand_as(logits), atol=1e-4, rtol=1e-4)
+    again, _ = dec(seg, dense, hires, prompts, None, text)
+    again.sum().backward()
+    assert head.weight.grad.abs().sum() > 0

@@ -21,8 +21,9 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch):
     cfg = dataclasses.replace(cfg, mixture=tuple(m for m in cfg.mixture
                                                  if not m[0].startswith("deepforest/")))
     assert cfg.aux_classes  # the recipe's dense auxiliary head runs here too
-    monkeypatch.setitem(recipes.RECIPES, "tiny-synthetic",
-                        recipes.Recipe("tiny-synthetic", "tiny", cfg, small))
+    # the recipe itself (its model options and lr factors) on the smaller sample set
+    recipe = dataclasses.replace(recipes.RECIPES["tiny-synthetic"], train=cfg, sources=small)
+    monkeypatch.setitem(recipes.RECIPES, "tiny-synthetic", recipe)
     out = tmp_path / "run"
     assert train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "2"]) == 0
     with pytest.raises(FileExistsError, match="pass resume=True"):
