@@ -198,8 +198,10 @@ TINY_MIXTURE = (("region_class", 3.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # still nearly so with a zero-initialized per-word term at the decoder's rate (its weights grew
 # to 0.02), hence the per-word term at 8x (weights 0.27-0.76).
 # Not taken (2000 steps, same table): a two-block mask decoder (gIoU 0.33-0.43, no better at
-# more compute), base rate 5e-4 instead of 1e-3 (0.32-0.40). Earlier: doubled segmentation
-# weight (5000 steps: 0.27-0.35 against 0.31-0.38).
+# more compute), base rate 5e-4 instead of 1e-3 (0.32-0.40). Class-balanced region prompts in
+# training (a category drawn first, then an object; the full 6500 steps, 19 min 3 s): SS 0.912 /
+# 0.914 / 0.906 / 0.861 and gIoU 0.528 / 0.541 / 0.551 / 0.509, infrared SS worse. Earlier:
+# doubled segmentation weight (5000 steps: 0.27-0.35 against 0.31-0.38).
 # What moved region classification (the 2026-12-03 run: SS 0.80-0.83): multispectral pixels
 # entered the network unscaled (now reflectance, earthx_sdk.io.sensors.MS_GAIN); the dense
 # auxiliary class head (TrainConfig.aux_classes, training.dense_labels: before it a linear probe
