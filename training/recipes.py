@@ -200,8 +200,12 @@ TINY_MIXTURE = (("region_class", 3.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # Not taken (2000 steps, same table): a two-block mask decoder (gIoU 0.33-0.43, no better at
 # more compute), base rate 5e-4 instead of 1e-3 (0.32-0.40). Class-balanced region prompts in
 # training (a category drawn first, then an object; the full 6500 steps, 19 min 3 s): SS 0.912 /
-# 0.914 / 0.906 / 0.861 and gIoU 0.528 / 0.541 / 0.551 / 0.509, infrared SS worse. Earlier:
-# doubled segmentation weight (5000 steps: 0.27-0.35 against 0.31-0.38).
+# 0.914 / 0.906 / 0.861 and gIoU 0.528 / 0.541 / 0.551 / 0.509, infrared SS worse. A per-prompt
+# term in the position prior (a zero-initialized Linear of each valid prompt state, at 8x; the
+# full 6500 steps, 18 min 48 s): visual-prompt segmentation IoU 0.596 against 0.311 (8 held-out
+# scenes, 160 prompts of the five kinds), but gIoU 0.491 / 0.513 / 0.535 / 0.500 and SS 0.909 /
+# 0.897 / 0.886 / 0.884, so not taken as it stands; the next thing to tune. Earlier: doubled
+# segmentation weight (5000 steps: 0.27-0.35 against 0.31-0.38).
 # What moved region classification (the 2026-12-03 run: SS 0.80-0.83): multispectral pixels
 # entered the network unscaled (now reflectance, earthx_sdk.io.sensors.MS_GAIN); the dense
 # auxiliary class head (TrainConfig.aux_classes, training.dense_labels: before it a linear probe
