@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from earthx_sdk.evaluation import SCENES
+
 HELD_OUT_SEED = 100_000
 
 
-def evaluate(model, scenes: int = 24, max_new_tokens: int = 24, spec=None) -> dict:
+def evaluate(model, scenes: int = SCENES, max_new_tokens: int = 24, spec=None) -> dict:
     """Metrics per sensor on `scenes` held-out synthetic scenes rendered as `spec` (a
     training.recipes.SceneSpec; None: the default one)."""
     import torch
@@ -113,9 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True,
                         help="a model directory, or a training output directory (uses its model/)")
     parser.add_argument("--json", help="write the report here")
-    parser.add_argument("--scenes", type=int, default=24,
-                        help="held-out synthetic scenes (default 24: 48 referring masks per "
-                        "sensor)")
+    parser.add_argument("--scenes", type=int, default=SCENES,
+                        help=f"held-out synthetic scenes (default {SCENES})")
     args = parser.parse_args(argv)
     if args.scenes < 1:
         parser.error(f"--scenes must be >= 1, got {args.scenes}")

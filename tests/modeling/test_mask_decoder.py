@@ -223,12 +223,17 @@ def test_exports_with_a_dynamic_number_of_queries():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def _text_decoder(seed=0):
+def _variant(seed=0, **fields):
+    """A decoder at the tiny sizes with MaskDecoderConfig `fields` set."""
     import dataclasses
 
     torch.manual_seed(seed)
-    return MaskDecoder(dataclasses.replace(CFG.mask, text_tokens=True), LLM, DENSE, PROMPT, HIRES,
-                       GRID, SIZE)
+    return MaskDecoder(dataclasses.replace(CFG.mask, **fields), LLM, DENSE, PROMPT, HIRES, GRID,
+                       SIZE)
+
+
+def _text_decoder(seed=0):
+    return _variant(seed, text_tokens=True)
 
 
 def test_text_tokens_need_text_states_and_others_refuse_them():
@@ -276,16 +281,8 @@ def test_position_basis_spans_the_quadratics_of_the_position():
         position_basis(0)
 
 
-def _prior_decoder(seed=0):
-    import dataclasses
-
-    torch.manual_seed(seed)
-    return MaskDecoder(dataclasses.replace(CFG.mask, position_prior=True), LLM, DENSE, PROMPT,
-                       HIRES, GRID, SIZE)
-
-
 def test_position_prior_keeps_the_interface_and_moves_the_mask_by_position():
-    dec = _prior_decoder()
+    dec = _variant(position_prior=True)
     assert not any("position_basis" in k for k in dec.state_dict())  # rebuilt, never saved
     seg, dense, hires, prompts = make_inputs(2, 3, 4)
     logits, iou = dec(seg, dense, hires, prompts)
@@ -303,21 +300,10 @@ def test_position_prior_keeps_the_interface_and_moves_the_mask_by_position():
     assert last.weight.grad[-6:].abs().sum() > 0
 
 
-def _embedding_decoder(seed=0):
-    import dataclasses
-
-    torch.manual_seed(seed)
-    cfg = dataclasses.replace(CFG.mask, text_tokens=True, text_embeddings=True)
-    return MaskDecoder(cfg, LLM, DENSE, PROMPT, HIRES, GRID, SIZE)
-
-
 def test_text_embeddings_need_text_tokens_and_twice_the_width():
-    import dataclasses
-
     with pytest.raises(ValueError, match="text_embeddings needs cfg.text_tokens"):
-        MaskDecoder(dataclasses.replace(CFG.mask, text_embeddings=True), LLM, DENSE, PROMPT,
-                    HIRES, GRID, SIZE)
-    dec = _embedding_decoder()
+        _variant(text_embeddings=True)
+    dec = _variant(text_tokens=True, text_embeddings=True)
     assert dec.text_width == 2 * LLM
     seg, dense, hires, prompts = make_inputs(1, 2, 3)
     with pytest.raises(ValueError, match=rf"text_states must be \[B, T, text_width\] = "
@@ -330,7 +316,7 @@ def test_text_embeddings_need_text_tokens_and_twice_the_width():
 def test_text_embeddings_half_moves_the_mask_and_trains():
     """Equal last-layer states, other token embeddings: other masks (the tiny LLM's states at
     " top" and " bottom" were nearly equal, so the embedding half is what names the word)."""
-    dec = _embedding_decoder()
+    dec = _variant(text_tokens=True, text_embeddings=True)
     seg, dense, hires, prompts = make_inputs(1, 2, 3)
     states = torch.randn(1, 6, LLM)
     a = torch.cat([states, torch.randn(1, 6, LLM)], -1)
@@ -346,12 +332,7 @@ def test_text_embeddings_half_moves_the_mask_and_trains():
 def test_position_prior_with_text_adds_each_words_term():
     """With text tokens, each token's text_prior term is summed into the prior's weights: a word
     whose term is a u weight of 1 tilts the mask by u once per occurrence, on every query."""
-    import dataclasses
-
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(CFG.mask, text_tokens=True, text_embeddings=True,
-                              position_prior=True)
-    dec = MaskDecoder(cfg, LLM, DENSE, PROMPT, HIRES, GRID, SIZE)
+    dec = _variant(text_tokens=True, text_embeddings=True, position_prior=True)
     head = dec.text_prior[1]
     assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0  # starts neutral
     seg, dense, hires, prompts = make_inputs(1, 2, 3)
