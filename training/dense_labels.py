@@ -84,17 +84,22 @@ def class_targets(class_map: np.ndarray, info, grid: int, classes: int,
 
 
 def dense_class_loss(head: DenseClassHead, features: list[list[torch.Tensor]],
-                     targets: list[np.ndarray | None]) -> tuple[torch.Tensor, torch.Tensor]:
+                     targets: list[np.ndarray | None],
+                     balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed soft cross-entropy of the samples that have targets, and their count.
 
     Args:
         head: the DenseClassHead.
         features: per sample, its feature maps (each [1, C_s, H_s, W_s]).
         targets: per sample, `class_targets` output or None (no dense labels: no loss).
+        balanced: average the cross-entropy per class first (each class's pixels weighted by
+            their target fraction of it), then over the classes present in the image, so that a
+            thin airplane counts as much as the background around it. False: one average over
+            the pixels inside the image, where background, water and trees dominate.
 
     Returns:
-        (sum over samples of the mean over maps of the per-pixel cross-entropy, averaged over
-        the pixels inside the image; number of samples with targets) as tensors.
+        (sum over samples of the mean over maps of the cross-entropy, averaged as `balanced`
+        says; number of samples with targets) as tensors.
     """
     dev = next(head.parameters()).device
     total = torch.zeros((), device=dev)
@@ -106,9 +111,15 @@ def dense_class_loss(head: DenseClassHead, features: list[list[torch.Tensor]],
         per_map = []
         for logits in head(feats):
             ts = F.interpolate(t, size=logits.shape[-2:], mode="area")  # [1, K+1, h, w]
-            inside = ts.sum(1)  # [1, h, w]: 1 inside the image, 0 in the padding
-            ce = -(ts * F.log_softmax(logits.float(), dim=1)).sum(1)  # [1, h, w]
-            per_map.append(ce.sum() / inside.sum().clamp_min(1e-6))
+            ce = -(ts * F.log_softmax(logits.float(), dim=1))  # [1, K+1, h, w]
+            if balanced:
+                mass = ts.sum((0, 2, 3))  # [K+1]: pixels of each class
+                present = mass > 1e-6
+                per_class = ce.sum((0, 2, 3))[present] / mass[present]
+                per_map.append(per_class.mean() if per_class.numel() else ce.sum() * 0.0)
+            else:
+                inside = ts.sum(1)  # [1, h, w]: 1 inside the image, 0 in the padding
+                per_map.append(ce.sum() / inside.sum().clamp_min(1e-6))
         total = total + torch.stack(per_map).mean()
         n += 1
     return total, torch.tensor(n, device=dev)

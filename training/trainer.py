@@ -74,6 +74,8 @@ class TrainConfig:
             "class_map" (an int [H, W] array of the image); the head is saved in checkpoints,
             not in the model. 0: off ("class_map" keys are then ignored).
         aux_weight: factor on that dense cross-entropy in the loss.
+        aux_balanced: that cross-entropy averaged per class, then over the classes present
+            (training.dense_labels.dense_class_loss), not over pixels.
     """
 
     steps: int = 100
@@ -100,6 +102,7 @@ class TrainConfig:
     balanced_bce: bool = False
     aux_classes: int = 0
     aux_weight: float = 1.0
+    aux_balanced: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every"):
@@ -226,7 +229,8 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
 
         aux_head = DenseClassHead(model.vision.feature_dims, cfg.aux_classes).to(model.device)
     net = _Losses(model, touch_all=cfg.touch_all or cfg.parallel == "fsdp",
-                  balanced_bce=cfg.balanced_bce, aux_head=aux_head)
+                  balanced_bce=cfg.balanced_bce, aux_head=aux_head,
+                  aux_balanced=cfg.aux_balanced)
     if fsdp:
         from torch.distributed.fsdp import fully_shard
 
@@ -332,10 +336,11 @@ class _Losses(torch.nn.Module):
     parameter, so that each one gets a gradient (FSDP's reduce-scatter needs the same set on every
     process). The root module that DDP or FSDP wraps."""
 
-    def __init__(self, model, touch_all: bool, balanced_bce: bool = False, aux_head=None):
+    def __init__(self, model, touch_all: bool, balanced_bce: bool = False, aux_head=None,
+                 aux_balanced: bool = False):
         super().__init__()
         self.model, self.touch_all, self.balanced_bce = model, touch_all, balanced_bce
-        self.aux_head = aux_head
+        self.aux_head, self.aux_balanced = aux_head, aux_balanced
 
     def forward(self, batch, targets=None):
         aux = self.aux_head is not None
@@ -346,7 +351,8 @@ class _Losses(torch.nn.Module):
 
             vis = parts.pop("vision")
             targets = [None] * len(batch) if targets is None else targets
-            aux_sum, aux_n = dense_class_loss(self.aux_head, [v.features for v in vis], targets)
+            aux_sum, aux_n = dense_class_loss(self.aux_head, [v.features for v in vis], targets,
+                                              self.aux_balanced)
             parts = {**parts, "aux_sum": aux_sum, "aux_n": aux_n}
         if self.touch_all:
             zero = sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0

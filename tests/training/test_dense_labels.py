@@ -57,3 +57,35 @@ def test_dense_class_loss_of_a_uniform_head_is_log_classes():
     assert float(total) == pytest.approx(math.log(5), rel=1e-5)
     with pytest.raises(ValueError, match="expected 2 feature maps, got 1"):
         head(feats[:1])
+
+
+def test_balanced_dense_class_loss_weighs_each_class_equally():
+    """A head that always says background: plain CE is dominated by the background pixels,
+    the balanced one is the mean of the per-class CEs (0 for background, the same value for
+    the small object class), whatever the object's area."""
+    head = DenseClassHead([3], classes=2)
+    for p in head.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        head.heads[0].bias[0] = 10.0  # background logit far above the others
+    p_obj = -torch.log_softmax(torch.tensor([10.0, 0.0, 0.0]), 0)[1].item()  # CE of a miss
+    p_bg = -torch.log_softmax(torch.tensor([10.0, 0.0, 0.0]), 0)[0].item()  # CE of a hit
+    feats = [[torch.randn(1, 3, 8, 8)]]
+    for side in (4, 8):  # an object of 1 / 64 and of 4 / 64 of the grid cells
+        cmap = np.zeros((32, 32), np.int64)
+        cmap[:side, :side] = 1
+        tgt = class_targets(cmap, _info(32, 32), grid=8, classes=2)
+        frac = (side // 4) ** 2 / 64
+        plain, _ = dense_class_loss(head, feats, [tgt])
+        bal, n = dense_class_loss(head, feats, [tgt], balanced=True)
+        assert int(n) == 1
+        assert float(plain) == pytest.approx(frac * p_obj + (1 - frac) * p_bg, rel=1e-4)
+        # class 2 is absent and does not count; background and class 1 count once each
+        assert float(bal) == pytest.approx((p_obj + p_bg) / 2, rel=1e-4)
+    # the balanced loss trains: its gradient reaches the object's logit
+    cmap = np.zeros((32, 32), np.int64)
+    cmap[:4, :4] = 1
+    tgt = class_targets(cmap, _info(32, 32), grid=8, classes=2)
+    bal, _ = dense_class_loss(head, feats, [tgt], balanced=True)
+    bal.backward()
+    assert head.heads[0].bias.grad[1] < 0  # raising class 1's logit lowers the loss

@@ -270,3 +270,16 @@ def test_aux_head_moves_the_vision_features_and_checks_class_maps(tmp_path):
     with pytest.raises(ValueError, match=r"source 'seg' sample 0: class_map: must have the "
                                          r"image's shape \(48, 64\), got \(10, 10\)"):
         train(_model(), bad, cfg, tmp_path / "bad", progress=False)
+
+
+def test_aux_balanced_reaches_the_logged_dense_loss(tmp_path):
+    """Same model, seed and batches: the first step's dense loss is the per-pixel mean with
+    aux_balanced off and the per-class mean with it on, so the two differ."""
+    first = {}
+    for bal in (False, True):
+        cfg = TrainConfig(steps=1, batch_size=2, log_every=1, seed=3, aux_classes=2,
+                          aux_balanced=bal, mixture=(("seg", 1.0),))
+        rows = train(_model(), _aux_sources(), cfg, tmp_path / str(bal), progress=False)
+        first[bal] = rows[0]["aux_loss"]
+    assert first[False] > 0 and first[True] > 0
+    assert first[True] != pytest.approx(first[False], rel=1e-3)
