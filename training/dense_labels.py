@@ -8,7 +8,10 @@ map (every pixel's class, as the synthetic scenes' label maps give), `DenseClass
 convolution per feature map that `region_pool` reads -- predicts it, and the soft cross-entropy
 of those predictions joins the loss. The features then carry the class linearly, which is what
 `region_pool` and the prompt encoder need (600 steps of region classification: 0.70-0.85 correct
-against 0.60-0.80 without it).
+against 0.60-0.80 without it). Averaged over pixels, that loss is mostly background, water and
+trees: after a full tiny-synthetic run (6500 steps) the head called 99 % of held-out infrared
+airplane pixels background, and the LLM named 2 of the 15 held-out airplane prompts of optical,
+SAR and infrared (and none of 13 training ones). `balanced=True` averages it per class first.
 """
 
 from __future__ import annotations
