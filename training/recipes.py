@@ -181,8 +181,8 @@ TINY_MIXTURE = (("region_class", 4.0), ("refer_seg", 4.0), ("prompt_seg", 1.0),
 # sensor: region classification SS optical 0.944 / multispectral 0.977 / SAR 0.964 / infrared
 # 0.874; referring segmentation gIoU 0.540 / 0.532 / 0.572 / 0.478. Issue 7's targets (SS >= 0.90,
 # gIoU >= 0.50 on optical, SAR, infrared): met on optical and SAR, neither on infrared.
-# What moved region classification today (full 6500-step runs, `--threads 1`, same eval; SS then
-# gIoU, optical / multispectral / SAR / infrared):
+# What moved region classification today (full 6500-step runs, `--threads 1` but the morning
+# recipe's at 2, same eval; SS then gIoU, optical / multispectral / SAR / infrared):
 # | variant                                      | SS                  | gIoU                |
 # | the morning recipe (aux 1, region_class 3)   | .901/.923/.908/.887 | .536/.506/.595/.509 |
 # | aux_weight 2                                 | .941/.918/.913/.887 | .528/.515/.570/.515 |
