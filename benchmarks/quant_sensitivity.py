@@ -60,10 +60,11 @@ class Sensitivity:
         self.model = model
         self.chunks = [c for c in (ids[i: i + window] for i in range(0, len(ids) - 1, window))
                        if len(c) > 1]
-        self.names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        self.names: list[str] = []
         self.active: set[str] = set()
         for n, m in model.named_modules():
-            if n in self.names:
+            if isinstance(m, torch.nn.Linear):
+                self.names.append(n)
                 m.register_forward_pre_hook(
                     lambda mod, args, n=n: (act_int8(args[0]),) if n in self.active else None)
         self.reference = self._logprobs()
