@@ -14,6 +14,8 @@ KV cache, the interpreter and what it imported) is its own. Backends:
   numpy, argmax in numpy.
 - `sdk-<p>-g` (not in the default list): the SDK's path on a graph quantized with the builder's
   defaults, i.e. like genai's (symmetric, LM head at <p>): the runtimes compared on equal weights.
+- `sdk-int8-2pass` (not in the default list): the SDK's path on `--llm-int8 affine-2pass`, the
+  int8 graph that meets issue 5's parity targets (activations in two int8 passes).
 - `genai-<p>`: onnxruntime-genai 0.18's own loop (`og.Generator`) on its builder's default graph
   (input_ids in, logits out), KV buffers sized to prompt + new.
 
@@ -40,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 BACKENDS = ("hf", "sdk-fp32", "sdk-int8", "sdk-int4", "genai-fp32", "genai-int8", "genai-int4")
-EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g")  # the SDK on graphs quantized like genai's
+# the SDK on graphs quantized like genai's (-g), and on the accurate int8 (two-pass activations)
+EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g", "sdk-int8-2pass")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,8 +210,10 @@ def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
     from export.smollm2 import smollm2_dir
 
     ids = [int(i) for i in prompt_ids(prompt)]
-    precs = [b.split("-")[1] for b in backends if b.startswith("sdk-") and not b.endswith("-g")]
+    precs = [b.split("-")[1] for b in backends if b.startswith("sdk-") and b.count("-") == 1]
     graphs = smollm2_graphs(precs) if precs else {}
+    two_pass = (smollm2_graphs(("int8",), int8_scheme="affine-2pass")["int8"]
+                if "sdk-int8-2pass" in backends else None)
     precs_g = [b.split("-")[1] for b in backends if b.startswith("sdk-") and b.endswith("-g")]
     graphs_g = smollm2_graphs(precs_g, builder_defaults=True) if precs_g else {}
     specs = {}
@@ -217,8 +222,9 @@ def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
         if kind == "hf":
             specs[b] = {"dir": str(smollm2_dir()), "ids": ids}
         elif kind == "sdk":
-            prec, _, g = prec.partition("-")
-            onnx_path, embed, extra = (graphs_g if g else graphs)[prec]
+            prec, _, variant = prec.partition("-")
+            onnx_path, embed, extra = (two_pass if variant == "2pass"
+                                       else (graphs_g if variant else graphs)[prec])
             specs[b] = {"onnx": str(onnx_path), "embed": str(embed), "extra": extra, "ids": ids}
         else:
             specs[b] = {"dir": str(genai_dir(prec)), "ids": ids}

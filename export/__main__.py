@@ -37,9 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--llm-int4", default="affine", choices=("affine", "builder"),
                    help="int4 scheme: affine (float block offsets: accurate) or builder "
                         "(onnxruntime-genai's: faster decode, less accurate)")
-    p.add_argument("--llm-int8", default="builder", choices=("builder", "affine"),
-                   help="int8 scheme: builder (onnxruntime's MatMulNBits: fastest) or affine "
-                        "(float block offsets: exact on Q4_1/Q8_0 weights, slower decode)")
+    p.add_argument("--llm-int8", default="builder", choices=("builder", "affine", "affine-2pass"),
+                   help="int8 scheme: builder (onnxruntime's MatMulNBits: fastest), affine "
+                        "(float block offsets: exact on Q4_1/Q8_0 weights, slower decode) or "
+                        "affine-2pass (the same with activations in two int8 passes: nearly "
+                        "fp32-activation accuracy, slower again)")
     p.add_argument("--tensorrt", nargs="?", const="fp16", default=None,
                    choices=("fp16", "int8", "fp32"),
                    help="also build TensorRT engines for this GPU (default fp16; int8 calibrates "

@@ -89,8 +89,9 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
         llm_block_size: MatMulNBits block size of an int8/int4 LLM.
         llm_int4: "affine" (float block offsets, accurate) or "builder" (faster), see
             `export.llm.make_graph`.
-        llm_int8: "builder" (onnxruntime's MatMulNBits) or "affine" (float block offsets: more
-            accurate, slower), see `export.llm.make_graph`.
+        llm_int8: "builder" (onnxruntime's MatMulNBits), "affine" (float block offsets: more
+            accurate, slower) or "affine-2pass" (activations in two int8 passes as well: most
+            accurate, slowest), see `export.llm.make_graph`.
         tensorrt: None, or "fp16" / "int8" / "fp32": also build TensorRT engines for this GPU
             into out/engines (`export.tensorrt.build_engines`; needs TensorRT 10).
 

@@ -140,7 +140,8 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
 
 
 def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_level: int = 4,
-                    head_bits: int = 8, head_name: str = "lm_head") -> list[str]:
+                    head_bits: int = 8, head_name: str = "lm_head",
+                    two_pass: tuple[str, ...] = ()) -> list[str]:
     """Quantizes every constant-weight MatMul of an fp32 ONNX graph to `bits`-bit MatMulNBits
     with float block offsets; the LM head (node name containing `head_name`) to 8-bit symmetric
     (head_bits 8: exact on a Q8_0 source) or, with head_bits 4, affine like a 4-bit body.
@@ -159,6 +160,13 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         accuracy_level: MatMulNBits' accuracy_level (4: int8 activations, the fast CPU path;
             1: fp32 activations).
         head_bits: 8 (symmetric) or 4 (affine, like a 4-bit body) for the LM head.
+        two_pass: MatMuls (node names containing one of these) whose int8 activations lose
+            almost nothing: their MatMulNBits reads the rows [Q(A); A - Q(A)] stacked on the
+            first axis and adds the two halves of its output. Q is the kernel's own rounding
+            (symmetric int8 per block of `block_size`, scale max|A| / 127), so the kernel
+            requantizes the first half exactly and the second, at ~1/254 of the first's scale,
+            carries what that rounding dropped. Costs a second activation row per token in
+            those MatMuls, no weights. Meaningful at accuracy_level 4.
 
     Returns:
         the file names written: [dst's name, the data file's name].
@@ -194,6 +202,53 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
                                       to=onnx.TensorProto.FLOAT))
         return name
 
+    stacks: dict[str, str] = {}  # input name -> its [Q(A); A - Q(A)] (shared like block_sums)
+
+    def stacked(a: str, base: str) -> str:
+        """Nodes that compute [Q(a); a - Q(a)] (see `two_pass`), once per input; its name."""
+        if a in stacks:
+            return stacks[a]
+        consts = {"_blk": np.array([-1, block_size], np.int64), "_axis": np.array([1], np.int64),
+                  "_tiny": np.array(1e-30, np.float32), "_127": np.array(127.0, np.float32)}
+        for k, v in consts.items():
+            if not any(t.name == "two_pass" + k for t in new_inits):
+                new_inits.append(numpy_helper.from_array(v, "two_pass" + k))
+        n = base + "_2p"
+        nodes.extend([
+            helper.make_node("Shape", [a], [n + "_shape"], name=n + "_shape"),
+            helper.make_node("Reshape", [a, "two_pass_blk"], [n + "_blk"], name=n + "_blk"),
+            helper.make_node("Abs", [n + "_blk"], [n + "_abs"], name=n + "_abs"),
+            helper.make_node("ReduceMax", [n + "_abs", "two_pass_axis"], [n + "_amax"],
+                             name=n + "_amax", keepdims=1),
+            helper.make_node("Max", [n + "_amax", "two_pass_tiny"], [n + "_amax1"],
+                             name=n + "_amax1"),
+            helper.make_node("Div", [n + "_amax1", "two_pass_127"], [n + "_scale"],
+                             name=n + "_scale"),
+            helper.make_node("Div", [n + "_blk", n + "_scale"], [n + "_x"], name=n + "_x"),
+            helper.make_node("Round", [n + "_x"], [n + "_r"], name=n + "_r"),
+            helper.make_node("Mul", [n + "_r", n + "_scale"], [n + "_qb"], name=n + "_qb"),
+            helper.make_node("Reshape", [n + "_qb", n + "_shape"], [n + "_q"], name=n + "_q"),
+            helper.make_node("Sub", [a, n + "_q"], [n + "_res"], name=n + "_res"),
+            helper.make_node("Concat", [n + "_q", n + "_res"], [n], name=n, axis=0),
+        ])
+        stacks[a] = n
+        return n
+
+    def nbits(a: str, b: str, scales: str, out: str, name: str, nb: int, attrs: dict,
+              two: bool) -> None:
+        """MatMulNBits(a) into `out`, in two passes (see `two_pass`) when `two`."""
+        if not two:
+            nodes.append(helper.make_node("MatMulNBits", [a, b, scales], [out], name=name,
+                                          domain="com.microsoft", bits=nb, **attrs))
+            return
+        nodes.extend([
+            helper.make_node("MatMulNBits", [stacked(a, name), b, scales], [name + "_2"],
+                             name=name, domain="com.microsoft", bits=nb, **attrs),
+            helper.make_node("Split", [name + "_2"], [name + "_hi", name + "_lo"],
+                             name=name + "_split", axis=0, num_outputs=2),
+            helper.make_node("Add", [name + "_hi", name + "_lo"], [out], name=name + "_sum"),
+        ])
+
     for node in g.node:
         w_name = node.input[1] if node.op_type == "MatMul" else None
         if w_name not in inits:
@@ -207,14 +262,13 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         dropped.add(w_name)
         base = node.name.strip("/").replace("/", "_") or w_name
         a = node.input[0]
+        two = any(t in node.name for t in two_pass)
         attrs = {"K": K, "N": N, "block_size": block_size, "accuracy_level": accuracy_level}
         if head_name in node.name and head_bits == 8:
             u, d = int8_symmetric_codes(w, block_size)
             new_inits.append(numpy_helper.from_array(u, base + "_B"))
             scales = f16_const(base + "_S", d.reshape(-1))
-            nodes.append(helper.make_node("MatMulNBits", [a, base + "_B", scales],
-                                          list(node.output), name=base + "_q8",
-                                          domain="com.microsoft", bits=8, **attrs))
+            nbits(a, base + "_B", scales, node.output[0], base + "_q8", 8, attrs, two)
             continue
         packed, d, off = affine_codes(w, block_size, bits)
         new_inits.append(numpy_helper.from_array(packed, base + "_B"))
@@ -229,9 +283,8 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
             block_sums[a] = base + "_blocksum"
             nodes.append(helper.make_node("MatMul", [a, indicators[K]], [block_sums[a]],
                                           name=base + "_blocksum"))
+        nbits(a, base + "_B", scales, f"{base}_q{bits}", f"{base}_q{bits}", bits, attrs, two)
         nodes += [
-            helper.make_node("MatMulNBits", [a, base + "_B", scales], [f"{base}_q{bits}"],
-                             name=f"{base}_q{bits}", domain="com.microsoft", bits=bits, **attrs),
             helper.make_node("MatMul", [block_sums[a], offsets], [base + "_offset"],
                              name=base + "_offset"),
             helper.make_node("Add", [f"{base}_q{bits}", base + "_offset"], list(node.output),

