@@ -677,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     report = text_parity(smollm2_model(), graphs, ids, args.window, args.threads)
     print(format_report(report))
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=2))
         tmp.replace(args.json)
