@@ -208,11 +208,11 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         """Nodes that compute [Q(a); a - Q(a)] (see `two_pass`), once per input; its name."""
         if a in stacks:
             return stacks[a]
-        consts = {"_blk": np.array([-1, block_size], np.int64), "_axis": np.array([1], np.int64),
-                  "_tiny": np.array(1e-30, np.float32), "_127": np.array(127.0, np.float32)}
-        for k, v in consts.items():
-            if not any(t.name == "two_pass" + k for t in new_inits):
-                new_inits.append(numpy_helper.from_array(v, "two_pass" + k))
+        if not stacks:  # the constants every stack shares
+            consts = {"_blk": np.array([-1, block_size], np.int64),
+                      "_axis": np.array([1], np.int64), "_tiny": np.array(1e-30, np.float32),
+                      "_127": np.array(127.0, np.float32)}
+            new_inits.extend(numpy_helper.from_array(v, "two_pass" + k) for k, v in consts.items())
         n = base + "_2p"
         nodes.extend([
             helper.make_node("Shape", [a], [n + "_shape"], name=n + "_shape"),
