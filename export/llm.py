@@ -44,7 +44,7 @@ int8 per block of 32, the only fast MatMulNBits path on this CPU. `--llm-int8 af
 removes it without a slower kernel: each MatMulNBits reads the rounded activations and, stacked
 under them, what the rounding dropped (`export.quantize.quantize_affine(two_pass=...)`), and
 adds the two results: 99.9 % agreement on the whole text, perplexity +0.00 %, 0.28x size, at
-about 1.8x the builder int8's time per token. The figures are in benchmarks/RESULTS.md.
+about 1.9x the builder int8's time per token. The figures are in benchmarks/RESULTS.md.
 
 `python -m export.llm --report` prints the quantization report on SmolLM2-135M-Instruct (see
 `text_parity`).
