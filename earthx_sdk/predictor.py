@@ -317,13 +317,15 @@ def run_request(state: ImageState, question: str, prompts: list, *,
     text_emb = emb[text_pos].copy() if eng.mask.reads_embeddings else None  # [T, hidden]
     return _decode_phase(eng, view, emb, states, tm, max_new_tokens=max_new_tokens,
                          temperature=temperature, seed=seed, forced=forced, text_pos=text_pos,
-                         text_emb=text_emb)
+                         text_emb=text_emb,
+                         prompt_masks=enc.prompt_masks if states is not None else None)
 
 
 def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
                   max_new_tokens: int, temperature: float, seed: int | None,
                   forced: Sequence[int], text_pos: np.ndarray,
-                  text_emb: np.ndarray | None = None) -> Iterator[int]:
+                  text_emb: np.ndarray | None = None,
+                  prompt_masks: np.ndarray | None = None) -> Iterator[int]:
     tok = eng.tokenizer
     stats = DecodeStats()
     yield from decode(eng.llm, emb, eos_id=tok.eos_id, seg_id=tok.seg_id,
@@ -338,7 +340,7 @@ def _decode_phase(eng: Engine, view: View, emb: np.ndarray, states, tm: dict, *,
         text = stats.prompt_hidden[text_pos] if eng.mask.reads_text else None  # [T, hidden]
         if text is not None and text_emb is not None:
             text = np.concatenate([text, text_emb.astype(text.dtype)], -1)  # [T, 2 x hidden]
-        logits, scores = eng.mask.run(view.feats, stats.seg_hidden, states, text)
+        logits, scores = eng.mask.run(view.feats, stats.seg_hidden, states, text, prompt_masks)
         tm["mask_decoder"] = StageTiming(time.perf_counter() - t0, eng.mask.backend,
                                          eng.mask.precision, "ran", 1)
     return _Partial(list(stats.token_ids), logits, scores, view, tm)

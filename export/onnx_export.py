@@ -17,6 +17,7 @@ import torch
 from export.wrappers import (
     MASK_INPUTS,
     MASK_OUTPUTS,
+    MASK_PROMPT_INPUT,
     MASK_TEXT_INPUT,
     PROMPT_INPUTS,
     PROMPT_OUTPUTS,
@@ -93,6 +94,10 @@ def component_specs(model, sensor: str, channels: int, prompts: int = 3,
         width = model.mask_decoder.text_width  # hidden, or 2 x hidden with the embeddings
         mask_inputs[MASK_TEXT_INPUT] = torch.randn(1, 12, width, generator=g)
         mask_dynamic[MASK_TEXT_INPUT] = {1: "T"}
+    if model.mask_decoder.prompt_map:
+        m = pe.cfg.mask_resolution
+        mask_inputs[MASK_PROMPT_INPUT] = (torch.rand(1, prompts, m, m, generator=g) > 0.7).float()
+        mask_dynamic[MASK_PROMPT_INPUT] = {1: "R"}
     return [
         Exported(f"vision_{sensor}_{channels}", vision, {"pixels": pixels}, VISION_OUTPUTS, {}),
         Exported("prompt_encoder", PromptEncoderOnnx(pe),

@@ -29,6 +29,10 @@ MASK_TEXT_INPUT = "text_hidden"
 """The mask decoder's sixth input, for a decoder with cfg.text_tokens: the LLM's last-layer
 states at the prompt's text tokens [1, T, hidden] (`earthx_sdk.processor.text_positions`); with
 cfg.text_embeddings each token's input embedding follows its state: [1, T, 2 x hidden]."""
+MASK_PROMPT_INPUT = "prompt_masks"
+"""The mask decoder's input for a decoder with cfg.prompt_map, after text_hidden where both are:
+the region masks of the prompts whose states are prompt_states [1, R, M, M] (M =
+PromptEncoderConfig.mask_resolution), the ones the runtime pooled the prompts with."""
 MASK_OUTPUTS = ("mask_logits", "iou_pred")
 
 
@@ -110,11 +114,12 @@ class MaskDecoderOnnx(nn.Module):
         self.decoder = decoder
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires_s4: Tensor, hires_s8: Tensor,
-                prompt_states: Tensor, text_hidden: Tensor | None = None
-                ) -> tuple[Tensor, Tensor]:
+                prompt_states: Tensor, text_hidden: Tensor | None = None,
+                prompt_masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """seg_hidden [1, Q, hidden], dense [1, Dv, g, g], hires maps, prompt_states [1, R, dim]
         (and text_hidden [1, T, hidden] for a decoder that reads the prompt's text; [1, T,
-        2 x hidden], state then input embedding, for one with cfg.text_embeddings)
+        2 x hidden], state then input embedding, for one with cfg.text_embeddings; and
+        prompt_masks [1, R, M, M] for one with cfg.prompt_map)
         -> mask_logits [1, Q, S/4, S/4], iou_pred [1, Q]."""
         return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None,
-                            text_hidden)
+                            text_hidden, prompt_masks)

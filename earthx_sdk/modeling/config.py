@@ -102,6 +102,12 @@ class MaskDecoderConfig:
     # token (no loss trains them): " top" and " bottom" after the same words had cosine 0.999
     # (tiny-synthetic, 2000 steps), so no position word reached the decoder.
     text_embeddings: bool = False
+    # The union of the image's visual-prompt region masks (the prompt encoder's rasterized masks,
+    # [R, M, M], resized to the mask grid) joins the per-pixel features as one more channel, so
+    # the weights can say "inside the prompted region" where the question names a region and not
+    # a class: without it a polygon around one tree gave a mask on every tree of the scene. The
+    # decoder then takes the prompt masks as an input (`prompt_masks`).
+    prompt_map: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ two-way transformer lets it talk with the fused dense features; the image side i
 to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and stride-4 maps, and dotted
 with per-query weights that a hypernetwork reads off the mask token. With `cfg.position_prior`
 six fixed position channels (`position_basis`) join that map, so the weights can also say where
-the mask lies.
+the mask lies; with `cfg.prompt_map` one more channel holds the union of the visual prompts' region
+masks, so they can say "inside the prompted region".
 
 Sizes are fixed at construction (`grid`, `image_size`), so forward has no size-dependent branches
 and upsamples to constant sizes (bilinear only: bicubic does not export).
@@ -23,6 +24,12 @@ from torch import Tensor, nn
 
 from .config import MaskDecoderConfig
 from .transformer import TwoWayTransformer, sincos_pe_2d
+
+# The prompt-map channel holds 0 outside the prompts and this inside. The other channels the
+# hypernetwork's weights are dotted with are O(1) (after LayerNorm and GELU), and the decoder
+# trains at a quarter of the base rate; a larger step of the map's own term lets a weight of ~1
+# already move a logit by several units, as a polygon prompt needs to outweigh the class evidence.
+PROMPT_MAP_GAIN = 4.0
 
 
 class LayerNorm2d(nn.Module):
@@ -164,13 +171,18 @@ class MaskDecoder(nn.Module):
                                                 nn.Linear(llm_hidden, extra))
                 nn.init.zeros_(self.text_prior[1].weight)
                 nn.init.zeros_(self.text_prior[1].bias)
+        self.n_basis = extra  # position channels (0 or 6); the word prior adds to their weights
+        self.prompt_map = bool(cfg.prompt_map)
+        if self.prompt_map:
+            extra += 1
         self.hyper_mlp = MLP(dim, dim, c4 + extra, layers=3)
         self.iou_head = MLP(dim, dim, 1, layers=3)
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires: Sequence[Tensor],
                 prompt_states: Tensor | None = None,
                 prompt_valid: Tensor | None = None,
-                text_states: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                text_states: Tensor | None = None,
+                prompt_masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Decodes one mask per <seg> query; each query is decoded independently of the others.
 
         Args:
@@ -188,6 +200,11 @@ class MaskDecoder(nn.Module):
                 embeddings after them (text_width = 2 x llm_hidden: [state, embedding]);
                 required when cfg.text_tokens, refused
                 otherwise.
+            prompt_masks: [B, R, M, M] float region masks in [0, 1] of the prompts whose states
+                are prompt_states (the prompt encoder's `masks`, over the padded square, any M),
+                for a decoder with cfg.prompt_map (refused otherwise); None there means no
+                visual prompt (an all-zero map). Padding prompts (prompt_valid False) are
+                ignored.
 
         Returns:
             mask_logits [B, Q, S4, S4] and iou_pred [B, Q] (an unbounded regression of the mask's
@@ -196,9 +213,10 @@ class MaskDecoder(nn.Module):
         Raises:
             TypeError: an input is not a tensor, or prompt_valid is not bool.
             ValueError: an input's shape does not match the sizes given at construction, or
-                prompt_valid comes without prompt_states.
+                prompt_valid or prompt_masks comes without prompt_states.
         """
-        b, q = self._check(seg_hidden, dense, hires, prompt_states, prompt_valid, text_states)
+        b, q = self._check(seg_hidden, dense, hires, prompt_states, prompt_valid, text_states,
+                           prompt_masks)
         dim = self.iou_token.shape[1]
 
         # Query tokens of every (image, <seg>) pair; Q is folded into the batch.
@@ -258,18 +276,40 @@ class MaskDecoder(nn.Module):
         if self.position_prior:
             basis = self.position_basis.to(x.dtype)[None]  # [1, 6, s4, s4]
             x = torch.cat([x, basis.expand(b * q, *basis.shape[1:])], 1)  # [B*Q, c4 + 6, s4, s4]
-        weights = self.hyper_mlp(mask_out)  # [B*Q, c4 (+ 6)]
+        if self.prompt_map:
+            x = torch.cat([x, _per_query(self._prompt_map(prompt_masks, prompt_valid, b, x), q)],
+                          1)  # [B*Q, c4 (+ 6) + 1, s4, s4]
+        weights = self.hyper_mlp(mask_out)  # [B*Q, c4 (+ 6) (+ 1)]
         if word_prior is not None:
-            c = weights.shape[1] - word_prior.shape[1]
+            c, n = weights.shape[1] - self.n_basis - int(self.prompt_map), self.n_basis
             per_query = _per_query(word_prior, q)  # [B*Q, 6]
-            weights = torch.cat([weights[:, :c], weights[:, c:] + per_query], 1)
+            weights = torch.cat([weights[:, :c], weights[:, c:c + n] + per_query,
+                                 weights[:, c + n:]], 1)
         logits = (weights[:, None, :] @ x.flatten(2)).reshape(b, q, s4, s4)  # [B, Q, s4, s4]
         iou = self.iou_head(iou_out).reshape(b, q)  # [B, Q]
         return logits, iou
 
+    def _prompt_map(self, prompt_masks: Tensor | None, prompt_valid: Tensor | None, b: int,
+                    like: Tensor) -> Tensor:
+        """[B, 1, s4, s4]: the union of each image's valid prompt masks on the mask grid (a sum
+        clamped to 1, so that R = 0 gives zeros in the exported graph too)."""
+        s4 = self.size4
+        if prompt_masks is None:
+            return like.new_zeros(b, 1, s4, s4)
+        m = prompt_masks.to(like.dtype)  # [B, R, M, M]
+        if prompt_valid is not None:
+            m = m * prompt_valid[..., None, None].to(m.dtype)
+        m = m.sum(1, keepdim=True).clamp(0.0, 1.0)  # [B, 1, M, M]
+        if m.shape[-1] != s4:
+            m = F.interpolate(m, size=(s4, s4), mode="bilinear", align_corners=False)
+        return m * PROMPT_MAP_GAIN
+
     def _check(self, seg_hidden, dense, hires, prompt_states, prompt_valid,
-               text_states=None) -> tuple[int, int]:
+               text_states=None, prompt_masks=None) -> tuple[int, int]:
         named = [("seg_hidden", seg_hidden), ("dense", dense)]
+        if prompt_masks is not None and not self.prompt_map:
+            raise ValueError("MaskDecoder: prompt_masks given to a decoder built without "
+                             "cfg.prompt_map")
         if self.text_tokens and text_states is None:
             raise ValueError("MaskDecoder: this decoder reads the prompt's text tokens "
                              f"(cfg.text_tokens): text_states [B, T, {self.text_width}] is "
@@ -290,6 +330,8 @@ class MaskDecoder(nn.Module):
             named.append(("prompt_valid", prompt_valid))
         if text_states is not None:
             named.append(("text_states", text_states))
+        if prompt_masks is not None:
+            named.append(("prompt_masks", prompt_masks))
         for name, t in named:
             if not isinstance(t, torch.Tensor):
                 raise TypeError(
@@ -312,9 +354,16 @@ class MaskDecoder(nn.Module):
                              "[B, R, prompt_dim]"))
             if prompt_valid is not None:
                 expected.append(("prompt_valid", prompt_valid, [b, r], "[B, R]"))
-        elif prompt_valid is not None:
+            if prompt_masks is not None:
+                if prompt_masks.dim() != 4 or prompt_masks.shape[-1] != prompt_masks.shape[-2]:
+                    raise ValueError(f"MaskDecoder: prompt_masks must be [B, R, M, M], got "
+                                     f"{list(prompt_masks.shape)}")
+                m = prompt_masks.shape[-1]
+                expected.append(("prompt_masks", prompt_masks, [b, r, m, m], "[B, R, M, M]"))
+        elif prompt_valid is not None or prompt_masks is not None:
+            name = "prompt_valid" if prompt_valid is not None else "prompt_masks"
             raise ValueError(
-                "MaskDecoder: prompt_valid needs prompt_states, got prompt_states=None")
+                f"MaskDecoder: {name} needs prompt_states, got prompt_states=None")
         if text_states is not None:
             if text_states.dim() != 3 or text_states.shape[1] < 1:
                 raise ValueError(f"MaskDecoder: text_states must be [B, T >= 1, "
@@ -325,6 +374,8 @@ class MaskDecoder(nn.Module):
             if list(t.shape) != shape:
                 raise ValueError(
                     f"MaskDecoder: {name} must be {rule} = {shape}, got {list(t.shape)}")
+        if prompt_masks is not None and not prompt_masks.is_floating_point():
+            raise TypeError(f"MaskDecoder: prompt_masks must be floating, got {prompt_masks.dtype}")
         if prompt_valid is not None and prompt_valid.dtype != torch.bool:
             raise TypeError(f"MaskDecoder: prompt_valid must be bool, got {prompt_valid.dtype}")
         return b, q

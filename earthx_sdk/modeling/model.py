@@ -177,7 +177,8 @@ class EarthXModel(nn.Module):
                 continue
             pos = torch.from_numpy(np.flatnonzero(s.input_ids == self.tokenizer.seg_id)).to(dev)
             text = self._text_states(last[i], s, with_labels=True)
-            logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i], text)
+            logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i], text,
+                                              self._prompt_masks(s))
             target = torch.from_numpy(s.target_masks).to(dev)  # [Q, S/4, S/4]
             bce, dice, iou_l = mask_losses(logits_m[0], iou[0], target, balanced_bce)
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
@@ -212,12 +213,24 @@ class EarthXModel(nn.Module):
             states = torch.cat([states, emb], -1)
         return states[None]
 
+    def _prompt_masks(self, s: Encoded) -> torch.Tensor | None:
+        """[1, R, M, M] region masks of the sample's prompts, for a decoder with cfg.prompt_map
+        (None for one without, or with no prompt)."""
+        if not self.mask_decoder.prompt_map or not len(s.prompt_masks):
+            return None
+        return torch.from_numpy(s.prompt_masks).to(self.device)[None]
+
     def decode_masks(self, vis, seg_hidden: torch.Tensor, prompt_states: torch.Tensor,
-                     text_states: torch.Tensor | None = None):
+                     text_states: torch.Tensor | None = None,
+                     prompt_masks: torch.Tensor | None = None):
         """Mask logits [1, Q, S/4, S/4] and IoU [1, Q] for <seg> hidden states [1, Q, hidden]
-        (and, for a decoder with cfg.text_tokens, the prompt's text states [1, T, hidden])."""
+        (and, for a decoder with cfg.text_tokens, the prompt's text states [1, T, hidden]; for
+        one with cfg.prompt_map, the prompts' region masks [1, R, M, M])."""
         states = prompt_states[None] if prompt_states.shape[0] else None
-        return self.mask_decoder(seg_hidden, vis.dense, vis.hires, states, None, text_states)
+        if states is None:
+            prompt_masks = None
+        return self.mask_decoder(seg_hidden, vis.dense, vis.hires, states, None, text_states,
+                                 prompt_masks)
 
     # --------------------------------------------------------------------------------------------
     # inference
@@ -274,7 +287,8 @@ class EarthXModel(nn.Module):
         g = self.cfg.vision.image_size // 4
         if seg_states:
             q = torch.stack(seg_states)[None]  # [1, Q, hidden]
-            masks, iou = self.decode_masks(vis[0], q, prompt_states[0], text)
+            masks, iou = self.decode_masks(vis[0], q, prompt_states[0], text,
+                                           self._prompt_masks(sample))
             masks, iou = masks[0], iou[0]
         else:
             masks = torch.zeros(0, g, g, device=self.device)

@@ -170,8 +170,18 @@ class OrtMask:
         sess = self.graphs.session("mask_decoder")
         return any(i.name == "text_hidden" for i in sess.get_inputs())
 
+    @property
+    def _prompt_masks_side(self) -> int | None:
+        """M of the decoder's prompt_masks input [1, R, M, M] (cfg.prompt_map), or None for a
+        decoder without it."""
+        for i in self.graphs.session("mask_decoder").get_inputs():
+            if i.name == "prompt_masks":
+                return int(i.shape[-1])
+        return None
+
     def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states,
-            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            text_hidden: np.ndarray | None = None,
+            prompt_masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = feats.native
         if states is None:
             states = np.zeros((0, self.state_dim), np.float32)
@@ -184,6 +194,19 @@ class OrtMask:
                                  "states: text_hidden [T, hidden] ([T, 2 x hidden] with their "
                                  "embeddings) is required")
             feed["text_hidden"] = np.ascontiguousarray(text_hidden, np.float32)[None]
+        side = self._prompt_masks_side
+        if side is not None:
+            r = feed["prompt_states"].shape[1]
+            if prompt_masks is None:
+                if r:
+                    raise ValueError("this bundle's mask decoder reads the prompts' region masks: "
+                                     f"prompt_masks [R, {side}, {side}] is required with {r} "
+                                     "prompt states")
+                prompt_masks = np.zeros((0, side, side), np.float32)
+            if np.shape(prompt_masks) != (r, side, side):
+                raise ValueError(f"prompt_masks must be [R, M, M] = [{r}, {side}, {side}] (one "
+                                 f"mask per prompt state), got {list(np.shape(prompt_masks))}")
+            feed["prompt_masks"] = np.ascontiguousarray(prompt_masks, np.float32)[None]
         logits, iou = self.graphs.session("mask_decoder").run(None, feed)
         return logits[0], iou[0]  # [Q, S/4, S/4], [Q]
 

@@ -114,7 +114,10 @@ class MaskSession(Protocol):
     reads_embeddings: bool
 
     def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states: Any,
-            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+            text_hidden: np.ndarray | None = None,
+            prompt_masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    # prompt_masks: float32 [R, M, M], the region masks of the prompts whose states are `states`
+    # (Encoded.prompt_masks); a decoder built with cfg.prompt_map reads them, others ignore them.
 
 
 class LLMSession(Protocol):

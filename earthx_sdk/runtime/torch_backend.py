@@ -106,15 +106,20 @@ class TorchMask:
 
     @torch.no_grad()
     def run(self, feats: ImageFeatures, seg_hidden: np.ndarray, states,
-            text_hidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            text_hidden: np.ndarray | None = None,
+            prompt_masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = feats.native
         q = torch.from_numpy(seg_hidden)[None].to(self.device)  # [1, Q, hidden]
         st = None if states is None or states.shape[0] == 0 else states[None]
         text = (None if text_hidden is None or not self.reads_text
                 else torch.from_numpy(np.ascontiguousarray(text_hidden, np.float32))[None]
                 .to(self.device, q.dtype))  # [1, T, hidden or 2 x hidden]
+        pm = None
+        if st is not None and prompt_masks is not None and self.model.mask_decoder.prompt_map:
+            pm = torch.from_numpy(np.ascontiguousarray(prompt_masks, np.float32))[None].to(
+                self.device, q.dtype)  # [1, R, M, M]
         logits, iou = self.model.mask_decoder(q, n["dense"], [n["feature_s4"], n["feature_s8"]],
-                                              st, None, text)
+                                              st, None, text, pm)
         return _np(logits[0]), _np(iou[0])  # [Q, S/4, S/4], [Q]
 
 

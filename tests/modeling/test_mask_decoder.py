@@ -346,3 +346,85 @@ def test_position_prior_with_text_adds_each_words_term():
     again, _ = dec(seg, dense, hires, prompts, None, text)
     again.sum().backward()
     assert head.weight.grad.abs().sum() > 0
+
+
+def _disk_masks(b, r, side=S4, seed=3):
+    """[B, R, side, side] float masks: one disk per prompt at a random centre."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    c = torch.rand(b, r, 2, generator=g) * side
+    d2 = (xx - c[..., 0, None, None]) ** 2 + (yy - c[..., 1, None, None]) ** 2
+    return (d2 < (side / 6) ** 2).float()
+
+
+def test_prompt_map_adds_the_union_of_the_prompt_masks_times_its_weight():
+    """With cfg.prompt_map the prompts' region masks reach the logits only through one channel:
+    the logits move by (the map channel's weight) x GAIN x (union of the valid masks), per query;
+    no masks, or masks of padding prompts only, give the zero map."""
+    from earthx_sdk.modeling.mask_decoder import PROMPT_MAP_GAIN
+
+    dec = _variant(text_tokens=True, text_embeddings=True, position_prior=True, prompt_map=True)
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    text = torch.randn(2, 5, 2 * LLM)
+    masks = _disk_masks(2, 4)
+    base, iou0 = dec(seg, dense, hires, prompts, None, text)
+    got, iou1 = dec(seg, dense, hires, prompts, None, text, masks)
+    torch.testing.assert_close(iou1, iou0)  # the map feeds the mask logits only
+    last = dec.hyper_mlp.layers[-1]
+    union = masks.sum(1).clamp(max=1)  # [B, S4, S4]
+    diff = got - base  # [B, Q, S4, S4]: w_q x GAIN x union_b
+    for b in range(2):  # each image's logits move inside its own union only
+        assert torch.all(diff[b][:, union[b] == 0] == 0)
+        assert diff[b][:, union[b] > 0].abs().min() > 0
+    # one more unit of the map channel's bias adds GAIN x union to every query's logits
+    with torch.no_grad():
+        last.bias[-1] += 1.0
+        shifted, _ = dec(seg, dense, hires, prompts, None, text, masks)
+    torch.testing.assert_close(shifted - got, PROMPT_MAP_GAIN * union[:, None].expand_as(got),
+                               atol=1e-4, rtol=1e-4)
+    # padding prompts' masks are ignored; no masks is the zero map
+    valid = torch.tensor([[True, False, False, False], [False, False, False, False]])
+    only0, _ = dec(seg, dense, hires, prompts, valid, text, masks)
+    one = masks[:, :1].clone()
+    one[1] = 0
+    want, _ = dec(seg, dense, hires, prompts[:, :1], None, text, one)
+    torch.testing.assert_close(only0[0], want[0], atol=1e-4, rtol=1e-4)
+    none, _ = dec(seg, dense, hires, prompts, None, text)
+    zero, _ = dec(seg, dense, hires, prompts, None, text, torch.zeros_like(masks))
+    torch.testing.assert_close(none, zero)
+    # the word prior still lands on the six position weights, not on the map's
+    head = dec.text_prior[1]
+    with torch.no_grad():
+        head.bias[1] = 1.0
+        tilted, _ = dec(seg, dense, hires, prompts, None, text, masks)
+    u = dec.position_basis[1]
+    torch.testing.assert_close(tilted - shifted, 5 * u.expand_as(got), atol=1e-4, rtol=1e-4)
+    again, _ = dec(seg, dense, hires, prompts, None, text, masks)
+    again.sum().backward()
+    assert last.weight.grad[-1].abs().sum() > 0  # the map's weight trains
+
+
+def test_prompt_map_resizes_masks_of_another_side():
+    dec = _variant(prompt_map=True)
+    seg, dense, hires, prompts = make_inputs(1, 2, 2)
+    masks = _disk_masks(1, 2, side=2 * S4)
+    small = torch.nn.functional.avg_pool2d(masks, 2)  # the same masks at the grid's side
+    a, _ = dec(seg, dense, hires, prompts, None, None, masks)
+    b, _ = dec(seg, dense, hires, prompts, None, None, small)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_masks_are_checked():
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    masks = _disk_masks(1, 3)
+    with pytest.raises(ValueError, match="without cfg.prompt_map"):
+        _variant()(seg, dense, hires, prompts, None, None, masks)
+    dec = _variant(prompt_map=True)
+    with pytest.raises(ValueError, match="prompt_masks needs prompt_states"):
+        dec(seg, dense, hires, None, None, None, masks)
+    with pytest.raises(ValueError, match=r"prompt_masks must be \[B, R, M, M\] = \[1, 3, 28, 28\]"):
+        dec(seg, dense, hires, prompts, None, None, masks[:, :2])
+    with pytest.raises(ValueError, match=r"prompt_masks must be \[B, R, M, M\], got"):
+        dec(seg, dense, hires, prompts, None, None, masks[..., :20])
+    with pytest.raises(TypeError, match="prompt_masks must be floating"):
+        dec(seg, dense, hires, prompts, None, None, masks.bool())

@@ -1,7 +1,8 @@
 """A mask decoder that reads the prompt's text tokens with their embeddings
-(MaskDecoderConfig.text_tokens, text_embeddings) and adds a position prior (position_prior), as
-the tiny-synthetic recipe trains it: the reference, the torch backend and the onnxruntime bundle
-give the same masks, and the masks depend on the question's words through the text path."""
+(MaskDecoderConfig.text_tokens, text_embeddings), adds a position prior (position_prior) and reads
+the prompts' region masks (prompt_map), as the tiny-synthetic recipe trains it: the reference, the
+torch backend and the onnxruntime bundle give the same masks, and the masks depend on the
+question's words through the text path."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def text_ckpt(tmp_path_factory):
     cfg = EarthXConfig.from_name("tiny")
     cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True,
                                                           position_prior=True,
-                                                          text_embeddings=True))
+                                                          text_embeddings=True,
+                                                          prompt_map=True))
     torch.manual_seed(0)
     model = EarthXModel(cfg).eval()
     seg_prone(model)
@@ -46,22 +48,33 @@ def _reference_masks(model, img, question, prompts):
                                 s.info.orig_hw, 0.0)
 
 
-def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, tmp_path):
+@pytest.fixture(scope="module")
+def text_bundle(text_ckpt, tmp_path_factory):
     pytest.importorskip("onnx", reason="ONNX export needs onnx (the `export` extra)")
     pytest.importorskip("onnxruntime_genai", reason="the LLM export needs onnxruntime-genai")
+    from tests.runtime.fixtures import build_bundle
+
+    return build_bundle(text_ckpt, tmp_path_factory.mktemp("text") / "bundle",
+                        sensors=("optical",))
+
+
+def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, text_bundle):
     import onnx
 
     from earthx_sdk import EarthX
     from earthx_sdk.modeling.model import EarthXModel
-    from tests.runtime.fixtures import build_bundle
 
-    bundle = build_bundle(text_ckpt, tmp_path / "bundle", sensors=("optical",))
+    bundle = text_bundle
     graph = onnx.load(str(bundle / "mask_decoder.onnx"), load_external_data=False)
     inputs = {i.name: i for i in graph.graph.input}
     assert "text_hidden" in inputs  # [1, T, hidden] with a dynamic T
     assert inputs["text_hidden"].type.tensor_type.shape.dim[1].dim_param
     hidden = EarthXModel.load(text_ckpt).cfg.llm.hidden
     assert inputs["text_hidden"].type.tensor_type.shape.dim[2].dim_value == 2 * hidden
+    side = EarthXModel.load(text_ckpt).cfg.prompt.mask_resolution
+    dims = inputs["prompt_masks"].type.tensor_type.shape.dim  # [1, R, M, M], R shared
+    assert dims[1].dim_param == inputs["prompt_states"].type.tensor_type.shape.dim[1].dim_param
+    assert [d.dim_value for d in dims[2:]] == [side, side]
 
     ref = EarthXModel.load(text_ckpt)
     img, p = images()["optical"], [Box(10, 8, 50, 40)]
@@ -74,6 +87,53 @@ def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, tmp_path):
         for a, b in zip(got.masks_array(), ref_masks, strict=True):
             assert iou(a, b) >= 0.99
         np.testing.assert_allclose(got.scores, want.iou.numpy(), atol=1e-3)
+
+
+def test_exported_prompt_map_matches_the_reference_and_moves_only_inside(text_ckpt,
+                                                                         text_bundle):
+    """The exported decoder's prompt_masks input: its logits equal the torch decoder's for the
+    same masks, move only inside the masks' union, and R = 0 runs (the zero map)."""
+    import onnxruntime as ort
+
+    from earthx_sdk.modeling.model import EarthXModel
+
+    model = EarthXModel.load(text_ckpt)
+    dec = model.mask_decoder
+    sess = ort.InferenceSession(str(text_bundle / "mask_decoder.onnx"),
+                                providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(0)
+    s4, s8 = dec.size4, dec.size8
+    side = model.cfg.prompt.mask_resolution
+    feed = {"seg_hidden": torch.randn(1, 2, dec.llm_hidden, generator=g),
+            "dense": torch.randn(1, dec.dense_dim, dec.grid, dec.grid, generator=g),
+            "hires_s4": torch.randn(1, dec.hires_dims[0], s4, s4, generator=g),
+            "hires_s8": torch.randn(1, dec.hires_dims[1], s8, s8, generator=g),
+            "prompt_states": torch.randn(1, 2, dec.prompt_dim, generator=g),
+            "text_hidden": torch.randn(1, 6, dec.text_width, generator=g)}
+    masks = torch.zeros(1, 2, side, side)
+    masks[0, 0, 2:9, 3:12] = 1.0
+    masks[0, 1, 15:22, 14:20] = 1.0
+    outs = []
+    for m in (masks, torch.zeros_like(masks)):
+        got = sess.run(None, {**{k: v.numpy() for k, v in feed.items()},
+                              "prompt_masks": m.numpy()})[0]
+        with torch.no_grad():
+            want, _ = dec(feed["seg_hidden"], feed["dense"], [feed["hires_s4"], feed["hires_s8"]],
+                          feed["prompt_states"], None, feed["text_hidden"], m)
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-4)
+        outs.append(got)
+    union = masks[0].amax(0).numpy() > 0  # side == s4 at the tiny preset
+    assert side == s4
+    diff = np.abs(outs[0] - outs[1])[0]  # [Q, s4, s4]
+    assert diff[:, ~union].max() == 0 and diff[:, union].min() > 0
+    empty = {**{k: v.numpy() for k, v in feed.items()},
+             "prompt_states": np.zeros((1, 0, dec.prompt_dim), np.float32),
+             "prompt_masks": np.zeros((1, 0, side, side), np.float32)}
+    got = sess.run(None, empty)[0]
+    with torch.no_grad():
+        want, _ = dec(feed["seg_hidden"], feed["dense"], [feed["hires_s4"], feed["hires_s8"]],
+                      None, None, feed["text_hidden"])
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-4)
 
 
 def test_text_states_move_the_mask(text_ckpt):
