@@ -1,7 +1,7 @@
 """The embedded default model: the name `default` wherever a bundle is taken.
 
 The wheel ships a small bundle (`earthx_sdk/assets/default/`: the tiny model of the
-`tiny-synthetic` recipe, exported for onnxruntime with an int8 LLM) and three sample scenes
+`earthx-tiny` recipe, exported for onnxruntime with an int8 LLM) and three sample scenes
 (`earthx_sdk/assets/samples/`: optical, SAR, thermal infrared, with their ground truth in
 `samples.json`). `EarthX.load("default")` and every bundle argument of the `earthx` command
 resolve `default` here. A directory that happens to be called `default` is reached as

@@ -1,6 +1,6 @@
 """The embedded default model and the sample scenes, rebuilt from a checkout.
 
-    python -m export.default_model --train OUT [--recipe tiny-synthetic] [--steps N]
+    python -m export.default_model --train OUT [--recipe earthx-tiny] [--steps N]
     python -m export.default_model --checkpoint DIR
     python -m export.default_model --samples [--checkpoint DIR]
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--checkpoint", type=Path, help="a trained model directory (OUT/model)")
     p.add_argument("--samples", action="store_true",
                    help="only regenerate the sample scenes (for --checkpoint's scene spec)")
-    p.add_argument("--recipe", default="tiny-synthetic", help="recipe of --train")
+    p.add_argument("--recipe", default="earthx-tiny", help="recipe of --train")
     p.add_argument("--steps", type=int, help="--train: override the recipe's steps")
     p.add_argument("--llm", default="int8", choices=("fp32", "int8", "int4"))
     p.add_argument("--provisional", action="store_true",

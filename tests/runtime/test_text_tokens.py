@@ -1,6 +1,6 @@
 """A mask decoder that reads the prompt's text tokens with their embeddings
 (MaskDecoderConfig.text_tokens, text_embeddings), adds a position prior (position_prior) and reads
-the prompts' region masks (prompt_map), as the tiny-synthetic recipe trains it: the reference, the
+the prompts' region masks (prompt_map), as the earthx-tiny recipe trains it: the reference, the
 torch backend and the onnxruntime bundle give the same masks, and the masks depend on the
 question's words through the text path."""
 

@@ -53,5 +53,12 @@ def test_recipe_model_config_and_sources():
     assert not (base.text_tokens or base.text_embeddings or base.position_prior)
     assert tiny.train.aux_classes == 8 and tiny.train.mixture == TINY_MIXTURE
     assert {"deepforest/region_class", "deepforest/region_caption"} <= dict(TINY_MIXTURE).keys()
+    default = get_recipe("earthx-tiny")  # the embedded model's: tiny-synthetic, longer, more
+    dm = default.model_config().mask  # scenes, and the prompts' region masks in the decoder
+    assert dm.prompt_map and not cfg.mask.prompt_map
+    assert dataclasses.replace(dm, prompt_map=False) == cfg.mask
+    assert default.scenes.scenes > tiny.scenes.scenes and default.train.steps > tiny.train.steps
+    assert dataclasses.replace(default.scenes, scenes=tiny.scenes.scenes) == tiny.scenes
+    assert dataclasses.replace(default.train, steps=tiny.train.steps) == tiny.train
     with pytest.raises(ValueError, match="recipe must be one of"):
         get_recipe("nope")
