@@ -16,6 +16,8 @@ KV cache, the interpreter and what it imported) is its own. Backends:
   defaults, i.e. like genai's (symmetric, LM head at <p>): the runtimes compared on equal weights.
 - `sdk-int8-2pass` (not in the default list): the SDK's path on `--llm-int8 affine-2pass`, the
   int8 graph that meets issue 5's parity targets (activations in two int8 passes).
+- `sdk-int4-fold` (not in the default list): the SDK's path on `--llm-int4 affine-fold`, the
+  int4 graph with its block offsets folded into MatMulNBits (fewer ops per layer).
 - `genai-<p>`: onnxruntime-genai 0.18's own loop (`og.Generator`) on its builder's default graph
   (input_ids in, logits out), KV buffers sized to prompt + new.
 
@@ -43,7 +45,7 @@ import numpy as np
 
 BACKENDS = ("hf", "sdk-fp32", "sdk-int8", "sdk-int4", "genai-fp32", "genai-int8", "genai-int4")
 # the SDK on graphs quantized like genai's (-g), and on the accurate int8 (two-pass activations)
-EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g", "sdk-int8-2pass")
+EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g", "sdk-int8-2pass", "sdk-int4-fold")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -214,6 +216,8 @@ def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
     graphs = smollm2_graphs(precs) if precs else {}
     two_pass = (smollm2_graphs(("int8",), int8_scheme="affine-2pass")["int8"]
                 if "sdk-int8-2pass" in backends else None)
+    fold = (smollm2_graphs(("int4",), int4_scheme="affine-fold")["int4"]
+            if "sdk-int4-fold" in backends else None)
     precs_g = [b.split("-")[1] for b in backends if b.startswith("sdk-") and b.endswith("-g")]
     graphs_g = smollm2_graphs(precs_g, builder_defaults=True) if precs_g else {}
     specs = {}
@@ -223,7 +227,8 @@ def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
             specs[b] = {"dir": str(smollm2_dir()), "ids": ids}
         elif kind == "sdk":
             prec, _, variant = prec.partition("-")
-            onnx_path, embed, extra = (two_pass if variant == "2pass"
+            onnx_path, embed, extra = (two_pass if variant == "2pass" else fold
+                                       if variant == "fold"
                                        else (graphs_g if variant else graphs)[prec])
             specs[b] = {"onnx": str(onnx_path), "embed": str(embed), "extra": extra, "ids": ids}
         else:

@@ -34,9 +34,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also export the LLM at this precision (default: no LLM components)")
     p.add_argument("--llm-block-size", type=int, default=32,
                    help="MatMulNBits block size of an int8/int4 LLM (16, 32, 64, 128 or 256)")
-    p.add_argument("--llm-int4", default="affine", choices=("affine", "builder"),
-                   help="int4 scheme: affine (float block offsets: accurate) or builder "
-                        "(onnxruntime-genai's: faster decode, less accurate)")
+    p.add_argument("--llm-int4", default="affine", choices=("affine", "affine-fold", "builder"),
+                   help="int4 scheme: affine (float block offsets: accurate), affine-fold (the "
+                        "same offsets inside MatMulNBits: fewer ops, faster decode, slightly "
+                        "less accurate) or builder (onnxruntime-genai's: fastest, least "
+                        "accurate)")
     p.add_argument("--llm-int8", default="builder", choices=("builder", "affine", "affine-2pass"),
                    help="int8 scheme: builder (onnxruntime's MatMulNBits: fastest), affine "
                         "(float block offsets: exact on Q4_1/Q8_0 weights, slower decode) or "

@@ -65,7 +65,7 @@ import numpy as np
 
 PRECISIONS = ("fp32", "int8", "int4")
 SCHEME = {"int8": "asym", "int4": "affine-head8"}  # quantization schemes (part of cache keys)
-INT4_SCHEMES = ("affine", "builder")
+INT4_SCHEMES = ("affine", "affine-fold", "builder")
 INT8_SCHEMES = ("builder", "affine", "affine-2pass")
 TWO_PASS_ALL = ("/",)  # every MatMul of the builder's graph (node names start with "/")
 LAYOUT = "ext"  # graph + one external-data file (save_graph; part of cache keys)
@@ -150,15 +150,19 @@ def make_graph(hf_dir: str | Path, work: str | Path, dst: str | Path, precision:
     """The bundle's decoder graph at `dst` (+ `dst.data`) from a transformers directory.
 
     fp32 and int8: the builder's graph (int8: its asymmetric MatMulNBits). int4: the builder's
-    fp32 graph quantized by `export.quantize.quantize_int4_affine` (4-bit codes with float
+    fp32 graph quantized by `export.quantize.quantize_affine` (4-bit codes with float
     block offsets, LM head 8-bit): on SmolLM2 97 % agreement against 72 % for the builder's
     best int4 (module docstring), at the cost of 9 small ops per layer (slower decode, see
     benchmarks/RESULTS.md); `int4_scheme="builder"` takes the builder's int4 instead
-    (asymmetric, LM head 8-bit: faster, less accurate). `int8_scheme="affine"` quantizes int8
-    the way int4 is (8-bit codes with float block offsets, `quantize_affine(bits=8)`; LM head
-    8-bit symmetric): exact weights on a Q4_1/Q8_0 source. On SmolLM2 (1024 tokens) it reaches
-    97.65 % agreement at accuracy_level 4 (the builder's int8: 96.3 %) at 1.2-1.45x the builder's
-    time per token, and 100.0 % at accuracy_level 1, where a token takes ~20x longer (155-177 ms
+    (asymmetric, LM head 8-bit: faster, less accurate); `int4_scheme="affine-fold"` is "affine"
+    with the offsets folded into extra 4-bit blocks of each MatMulNBits
+    (`quantize_affine(fold_offsets=True)`: 2 small ops per distinct input instead of 1 + 2 per
+    MatMul; the block sums are then rounded to int8 with the activations).
+    `int8_scheme="affine"` quantizes int8 the way int4 is (8-bit codes with float block
+    offsets, `quantize_affine(bits=8)`; LM head 8-bit symmetric): exact weights on a Q4_1/Q8_0
+    source. On SmolLM2 (1024 tokens) it reaches 97.65 % agreement at accuracy_level 4 (the
+    builder's int8: 96.3 %) at 1.2-1.45x the builder's time per token,
+    and 100.0 % at accuracy_level 1, where a token takes ~20x longer (155-177 ms
     against 7-9 ms, 2 threads): the builder's stays the default. `int8_scheme="affine-2pass"`
     is "affine" with every MatMulNBits reading its activations in two int8 passes
     (`quantize_affine(two_pass=...)`: the rounded activations, then what the rounding dropped),
@@ -178,11 +182,12 @@ def make_graph(hf_dir: str | Path, work: str | Path, dst: str | Path, precision:
         model = build_decoder(hf_dir, work, "fp32")
         return quantize_affine(model, dst, 8, block_size, accuracy_level,
                                two_pass=TWO_PASS_ALL if int8_scheme == "affine-2pass" else ())
-    if precision == "int4" and int4_scheme == "affine":
-        from export.quantize import quantize_int4_affine
+    if precision == "int4" and int4_scheme in ("affine", "affine-fold"):
+        from export.quantize import quantize_affine
 
         model = build_decoder(hf_dir, work, "fp32")
-        return quantize_int4_affine(model, dst, block_size, accuracy_level)
+        return quantize_affine(model, dst, 4, block_size, accuracy_level,
+                               fold_offsets=int4_scheme == "affine-fold")
     return save_graph(build_decoder(hf_dir, work, precision, block_size, accuracy_level), dst)
 
 
@@ -277,7 +282,8 @@ def llm_extra(config, precision: str, block_size: int, accuracy_level: int,
                                  "block_size": block_size, "accuracy_level": accuracy_level,
                                  "scheme": "affine (Q4_1): d * (u - 8) + offset per block",
                                  "lm_head_bits": 8,
-                                 "quantizer": "export.quantize.quantize_int4_affine"}
+                                 "quantizer": "export.quantize.quantize_affine",
+                                 "folded_offsets": int4_scheme == "affine-fold"}
     if data_file is not None:
         extra["data_file"] = data_file
     return extra
@@ -325,7 +331,9 @@ def export_llm(llm, tokenizer, out: str | Path, precision: str = "fp32",
         precision: "fp32", "int8" or "int4".
         block_size, accuracy_level: MatMulNBits settings of int8/int4.
         agreement_floor: minimum agreement of a quantized graph (None: not checked).
-        int4_scheme: "affine" (our float-offset int4, accurate) or "builder" (faster).
+        int4_scheme: "affine" (our float-offset int4, accurate), "affine-fold" (the same
+            with the offsets inside MatMulNBits: fewer ops, see `make_graph`) or "builder"
+            (faster, less accurate).
         int8_scheme: "builder" (onnxruntime's MatMulNBits, the default), "affine" (float
             block offsets) or "affine-2pass" (the same, activations in two int8 passes); see
             `make_graph`.
@@ -581,14 +589,15 @@ def format_report(report: dict) -> str:
 
 def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
                    accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-                   builder_defaults: bool = False, int8_scheme: str = "builder") -> dict:
+                   builder_defaults: bool = False, int8_scheme: str = "builder",
+                   int4_scheme: str = "affine") -> dict:
     """SmolLM2-135M-Instruct graphs + embedding tables per precision, built once and cached under
     ~/.cache/earthx/smollm2/ (keyed by precision and MatMulNBits settings).
 
     `builder_defaults=True` quantizes with the builder's own defaults (symmetric, LM head at the
     body's bits, block 32, accuracy level 4: onnxruntime-genai's scheme) instead of
     `builder_options`; the decode benchmark uses it to compare the runtimes on equal graphs.
-    `int8_scheme`: see `make_graph`.
+    `int8_scheme`, `int4_scheme`: see `make_graph`.
 
     Returns:
         {precision: (llm onnx path, embed path, extra)}.
@@ -599,7 +608,9 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
     llm = None
     graphs = {}
     for prec in precisions:
-        scheme = int8_scheme if prec == "int8" and int8_scheme != "builder" else SCHEME.get(prec)
+        scheme = (int8_scheme if prec == "int8" and int8_scheme != "builder"
+                  else f"{int4_scheme}-head8" if prec == "int4" and int4_scheme != "affine"
+                  else SCHEME.get(prec))
         key = (f"{prec}-{LAYOUT}" if prec == "fp32"
                else f"{prec}-builder-defaults-{LAYOUT}" if builder_defaults
                else f"{prec}-b{block_size}-a{accuracy_level}-{scheme}-{LAYOUT}")
@@ -615,13 +626,15 @@ def smollm2_graphs(precisions=PRECISIONS, block_size: int = DEFAULT_BLOCK_SIZE,
             with tempfile.TemporaryDirectory(prefix="earthx-llm-") as t:
                 if opts is None:
                     files = make_graph(hf, Path(t) / "onnx", tmp / LLM_FILE, prec, block_size,
-                                       accuracy_level, int8_scheme=int8_scheme)
+                                       accuracy_level, int4_scheme=int4_scheme,
+                                       int8_scheme=int8_scheme)
                 else:
                     model = build_decoder(hf, Path(t) / "onnx", prec, extra_options=opts)
                     files = save_graph(model, tmp / LLM_FILE)
             write_embed(llm, tmp / EMBED_FILE, np.float32 if prec == "fp32" else np.float16)
             extra = llm_extra(llm.config, prec, block_size, accuracy_level,
                               files[1] if len(files) > 1 else None,
+                              int4_scheme=int4_scheme,
                               int8_scheme=int8_scheme if opts is None else "builder")
             if opts is not None:
                 extra["builder_options"] = opts
@@ -649,6 +662,10 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"int8 schemes to score, comma-separated, of {INT8_SCHEMES} (default "
                         "builder,affine-2pass: the bundle's default and the accurate one; the "
                         "first is reported as int8, the others as int8/<scheme>)")
+    p.add_argument("--int4-schemes", default="affine",
+                   help=f"int4 schemes to score, comma-separated, of {INT4_SCHEMES} (default "
+                        "affine, the bundle's; the first is reported as int4, the others as "
+                        "int4/<scheme>)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     args = p.parse_args(argv)
@@ -668,11 +685,19 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--int8-schemes: {s!r} is not one of {INT8_SCHEMES}")
     if "int8" in precs and not schemes:
         p.error("--int8-schemes: name at least one scheme when scoring int8")
+    schemes4 = [s for s in args.int4_schemes.split(",") if s]
+    for s in schemes4:
+        if s not in INT4_SCHEMES:
+            p.error(f"--int4-schemes: {s!r} is not one of {INT4_SCHEMES}")
+    if "int4" in precs and not schemes4:
+        p.error("--int4-schemes: name at least one scheme when scoring int4")
     graphs = {}
     for prec in precs:
-        for i, scheme in enumerate(schemes if prec == "int8" else ["builder"]):
-            graphs[prec if i == 0 else f"int8/{scheme}"] = smollm2_graphs(
-                (prec,), args.block_size, args.accuracy_level, int8_scheme=scheme)[prec]
+        named = {"int8": schemes, "int4": schemes4}.get(prec, ["builder"])
+        for i, scheme in enumerate(named):
+            kw = {"int4_scheme": scheme} if prec == "int4" else {"int8_scheme": scheme}
+            graphs[prec if i == 0 else f"{prec}/{scheme}"] = smollm2_graphs(
+                (prec,), args.block_size, args.accuracy_level, **kw)[prec]
     ids = eval_ids(smollm2_tokenizer(), args.tokens)
     report = text_parity(smollm2_model(), graphs, ids, args.window, args.threads)
     print(format_report(report))

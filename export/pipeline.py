@@ -87,8 +87,8 @@ def export_bundle(checkpoint: str | Path, out: str | Path, precision: str = "fp3
             components, validated (fp32: logits and hidden states within 1e-4 of PyTorch;
             int8/int4: teacher-forced next-token agreement at least `export.llm.AGREEMENT_FLOORS`).
         llm_block_size: MatMulNBits block size of an int8/int4 LLM.
-        llm_int4: "affine" (float block offsets, accurate) or "builder" (faster), see
-            `export.llm.make_graph`.
+        llm_int4: "affine" (float block offsets, accurate), "affine-fold" (the offsets folded
+            into MatMulNBits: fewer ops) or "builder" (faster), see `export.llm.make_graph`.
         llm_int8: "builder" (onnxruntime's MatMulNBits), "affine" (float block offsets: more
             accurate, slower) or "affine-2pass" (activations in two int8 passes as well: most
             accurate, slowest), see `export.llm.make_graph`.

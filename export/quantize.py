@@ -113,6 +113,36 @@ def affine_codes(w: np.ndarray, block_size: int, bits: int = 4):
     return codes, d[..., 0].astype(np.float32), np.ascontiguousarray(off.T, np.float32)
 
 
+FOLD_LEVELS = 3
+"""4-bit levels a folded offset is written in (see `folded_offset_codes`): each level cuts the
+residual by ~14x, so three leave ~4e-4 of the offsets' range (float16 storage: ~5e-4)."""
+
+
+def folded_offset_codes(off: np.ndarray, block_size: int, levels: int = FOLD_LEVELS):
+    """The block offsets `off` [nb, N] of `affine_codes`, as extra 4-bit MatMulNBits blocks:
+    `levels` symmetric 4-bit codes of the residual, each level over the nb block sums padded to
+    whole blocks (nbp = nb rounded up to a multiple of block_size, code 8 = 0 in the padding).
+
+    Returns:
+        (packed uint8 [N, levels * nbp / bs, bs / 2], scales float32 [N, levels * nbp / bs]):
+        the blocks that, fed the block sums of A `levels` times, add sum_b off[b, n] S_b.
+    """
+    nb, N = off.shape
+    nbp = -(-nb // block_size) * block_size
+    r = np.zeros((N, nbp), np.float64)
+    r[:, :nb] = off.T
+    codes, scales = [], []
+    for _ in range(levels):
+        blocks = r.reshape(N, nbp // block_size, block_size)
+        c = np.abs(blocks).max(-1, keepdims=True) / 7.0  # [N, nbp / bs, 1]
+        q = np.clip(np.round(blocks / np.where(c == 0, 1.0, c)), -8, 7)
+        r = (blocks - c * q).reshape(N, nbp)
+        codes.append((q + 8).astype(np.uint8))
+        scales.append(c[..., 0])
+    u = np.concatenate(codes, 1)  # [N, levels * nbp / bs, bs]
+    return _pack4(u), np.concatenate(scales, 1).astype(np.float32)
+
+
 def int4_affine_codes(w: np.ndarray, block_size: int):
     """`affine_codes` at 4 bits."""
     return affine_codes(w, block_size, 4)
@@ -141,7 +171,7 @@ def quantize_int4_affine(src, dst, block_size: int = 32, accuracy_level: int = 4
 
 def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_level: int = 4,
                     head_bits: int = 8, head_name: str = "lm_head",
-                    two_pass: tuple[str, ...] = ()) -> list[str]:
+                    two_pass: tuple[str, ...] = (), fold_offsets: bool = False) -> list[str]:
     """Quantizes every constant-weight MatMul of an fp32 ONNX graph to `bits`-bit MatMulNBits
     with float block offsets; the LM head (node name containing `head_name`) to 8-bit symmetric
     (head_bits 8: exact on a Q8_0 source) or, with head_bits 4, affine like a 4-bit body.
@@ -167,6 +197,12 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
             requantizes the first half exactly and the second, at ~1/254 of the first's scale,
             carries what that rounding dropped. Costs a second activation row per token in
             those MatMuls, no weights. Meaningful at accuracy_level 4.
+        fold_offsets: (4-bit bodies) instead of the block-sum MatMul, offset MatMul and Add per
+            MatMul, one MatMulNBits reads [A, A @ E3] (E3: E with its columns padded to whole
+            blocks, FOLD_LEVELS times) and holds the offsets as FOLD_LEVELS extra 4-bit levels
+            per block (`folded_offset_codes`): 2 small ops per distinct input instead of
+            1 + 2 per MatMul, at K + FOLD_LEVELS x nbp input columns. The block sums are then
+            rounded to int8 by the kernel like A.
 
     Returns:
         the file names written: [dst's name, the data file's name].
@@ -188,6 +224,9 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         raise ValueError(f"head_bits must be 4 or 8, got {head_bits}")
     if accuracy_level not in (0, 1, 2, 3, 4):
         raise ValueError(f"accuracy_level must be 0..4, got {accuracy_level}")
+    if fold_offsets and (bits != 4 or two_pass):
+        raise ValueError("fold_offsets needs bits=4 and no two_pass, got "
+                         f"bits={bits}, two_pass={two_pass!r}")
     src, dst = Path(src), Path(dst)
     model = onnx.load(str(src), load_external_data=True)
     g = model.graph
@@ -234,6 +273,28 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         stacks[a] = n
         return n
 
+    folded: dict[str, str] = {}  # input name -> [A, A @ E3] (fold_offsets)
+
+    def folded_input(a: str, K: int, base: str) -> str:
+        """Nodes that compute [a, a @ E3] (see `fold_offsets`), once per input; its name."""
+        if a in folded:
+            return folded[a]
+        ind = f"fold_indicator_{K}"
+        if ind not in indicators.values() and not any(t.name == ind for t in new_inits):
+            nb = K // block_size
+            nbp = -(-nb // block_size) * block_size
+            e = np.zeros((K, FOLD_LEVELS * nbp), np.float32)
+            for lv in range(FOLD_LEVELS):
+                e[np.arange(K), lv * nbp + np.arange(K) // block_size] = 1
+            new_inits.append(numpy_helper.from_array(e, ind))
+        n = base + "_fold"
+        nodes.extend([
+            helper.make_node("MatMul", [a, ind], [n + "_sums"], name=n + "_sums"),
+            helper.make_node("Concat", [a, n + "_sums"], [n], name=n, axis=-1),
+        ])
+        folded[a] = n
+        return n
+
     def nbits(a: str, b: str, scales: str, out: str, name: str, nb: int, attrs: dict,
               two: bool) -> None:
         """MatMulNBits(a) into `out`, in two passes (see `two_pass`) when `two`."""
@@ -271,6 +332,18 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
             nbits(a, base + "_B", scales, node.output[0], base + "_q8", 8, attrs, two)
             continue
         packed, d, off = affine_codes(w, block_size, bits)
+        if fold_offsets:
+            a_f = folded_input(a, K, base)
+            extra_b, extra_d = folded_offset_codes(off, block_size)
+            new_inits.append(numpy_helper.from_array(np.concatenate([packed, extra_b], 1),
+                                                     base + "_B"))
+            scales = f16_const(base + "_S", np.concatenate([d, extra_d], 1).reshape(-1))
+            kf = K + extra_d.shape[1] * block_size
+            nodes.append(helper.make_node("MatMulNBits", [a_f, base + "_B", scales],
+                                          list(node.output), name=f"{base}_q{bits}",
+                                          domain="com.microsoft", bits=bits,
+                                          **{**attrs, "K": kf}))
+            continue
         new_inits.append(numpy_helper.from_array(packed, base + "_B"))
         scales = f16_const(base + "_S", d.reshape(-1))
         offsets = f16_const(base + "_C", off)

@@ -25,11 +25,12 @@ def _ref_logits(llm, ids):
         return llm(input_ids=torch.as_tensor(ids)[None]).logits[0].numpy()
 
 
-def test_int4_graph_is_smaller_and_agrees(model, tmp_path):
+@pytest.mark.parametrize("scheme", ["affine", "affine-fold"])
+def test_int4_graph_is_smaller_and_agrees(model, tmp_path, scheme):
     from earthx_sdk.runtime.ort_llm import OrtLLM
 
     exp = export_llm(model.llm, model.tokenizer, tmp_path, "int4", block_size=32,
-                     agreement_floor=0.85)
+                     agreement_floor=0.85, int4_scheme=scheme)
     llm, embed = exp.components["llm"], exp.components["llm_embed"]
     assert llm.precision == "int4" and embed.precision == "fp16"
     assert llm.extra["quantization"]["bits"] == 4
@@ -43,7 +44,9 @@ def test_int4_graph_is_smaller_and_agrees(model, tmp_path):
     ops = {n.op_type for n in onnx.load(str(tmp_path / llm.file)).graph.node}
     assert "MatMulNBits" in ops and "GroupQueryAttention" in ops
     assert "MatMul" in ops and "Cast" in ops  # the block-offset terms and fp16 constants
+    assert ("Concat" in ops) == (scheme == "affine-fold")  # [A, block sums] when folded
     assert llm.extra["quantization"]["lm_head_bits"] == 8
+    assert llm.extra["quantization"]["folded_offsets"] == (scheme == "affine-fold")
     assert (tmp_path / "llm.onnx.data").is_file() and set(exp.files) == {"llm.onnx.data"}
     # the runtime runs it, greedy tokens close to PyTorch's
     rt = OrtLLM(tmp_path / llm.file, tmp_path / embed.file, llm.extra)
@@ -300,3 +303,54 @@ def test_two_pass_activations_remove_the_int8_activation_error(tmp_path):
     for b in range(2):  # the halves are summed per batch row, not across the batch
         np.testing.assert_allclose(out["two-pass"][b], ref[b], rtol=0,
                                    atol=err["int8 act"] / 20)
+
+
+def test_folded_offsets_match_the_offset_matmuls(tmp_path):
+    """quantize_affine(fold_offsets=True): the offsets ride in extra 4-bit blocks of one
+    MatMulNBits fed [A, block sums]; with fp32 activations (accuracy_level 1) the output is the
+    product up to the offsets' 3-level residual, and the graph has no offset MatMul or Add; the
+    level codes reproduce the offsets to ~(1/14)^3 of their range."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.quantize import FOLD_LEVELS, _pack4, folded_offset_codes, quantize_affine
+
+    rng = np.random.default_rng(5)
+    off = rng.uniform(-0.2, 0.05, (3, 7)).astype(np.float32)  # [nb, N]
+    packed, scales = folded_offset_codes(off, 32)
+    assert packed.shape == (7, FOLD_LEVELS, 16) and scales.shape == (7, FOLD_LEVELS)
+    u = _unpack4(packed).astype(np.float64) - 8  # [N, levels, 32]
+    rec = (scales[..., None] * u).sum(1)  # [N, 32]: the padding blocks sum to 0
+    np.testing.assert_allclose(rec[:, :3].T, off, rtol=0, atol=np.abs(off).max() / 14 ** 3)
+    assert np.all(rec[:, 3:] == 0)
+    assert np.array_equal(_pack4(np.full((1, 1, 2), 8, np.uint8)), [[[0x88]]])
+
+    w1, w2 = _q4_1_weight(rng, 64, 64, 32), _q4_1_weight(rng, 64, 48, 32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="/layer/mm1"),
+         helper.make_node("MatMul", ["x", "w2"], ["h2"], name="/layer/mm2"),
+         helper.make_node("Concat", ["h", "h2"], ["y"], name="/cat", axis=-1)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None, 112])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    src = tmp_path / "src.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(src))
+    x = rng.normal(size=(2, 3, 64)).astype(np.float32)
+    want = np.concatenate([x @ w1, x @ w2], -1)
+    out = {}
+    for fold in (False, True):
+        path = tmp_path / f"q{int(fold)}.onnx"
+        quantize_affine(src, path, 4, 32, accuracy_level=1, fold_offsets=fold)
+        nodes = onnx.load(str(path), load_external_data=False).graph.node
+        ops = [n.op_type for n in nodes]
+        # folded: one block-sum MatMul and one Concat for the shared input, no offset ops
+        assert (ops.count("MatMul"), ops.count("Add")) == ((1, 0) if fold else (3, 2)), ops
+        ks = {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute
+              if a.name == "K"}
+        assert ks == ({64 + FOLD_LEVELS * 32} if fold else {64})
+        out[fold] = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(out[True], want, rtol=0, atol=5e-3 * np.abs(want).max())
+    np.testing.assert_allclose(out[True], out[False], rtol=0, atol=2e-3 * np.abs(want).max())
+    with pytest.raises(ValueError, match="fold_offsets needs bits=4 and no two_pass"):
+        quantize_affine(src, tmp_path / "r.onnx", 8, fold_offsets=True)
