@@ -93,13 +93,17 @@ def _synthetic_sources(scenes: int = 48, seed: int = 0) -> dict[str, list[dict]]
 
 
 def deepforest_sources(split: str = "train", draws: int = 24, seed: int = 0,
-                       tasks: tuple[str, ...] = ("region_class",)) -> dict[str, list[dict]]:
+                       tasks: tuple[str, ...] = ("region_class",),
+                       balanced: bool = False) -> dict[str, list[dict]]:
     """Region samples on deepforest's real NEON tree crowns, to mix into a recipe: OSBS_029
     ("tree") and SOAP_061 ("dead tree" / "live tree"), box and point prompts on their boxes,
     one source per task ("deepforest/<task>"; region_class and region_caption make sense on
     boxes). `split="train"` uses the training half of each file's boxes; `"eval"` the held-out
     half (training.datasets.deepforest). Each record is drawn `draws` times (one random box per
-    prompt type per draw). Source: deepforest 2.1.0 (MIT), NEON open data.
+    prompt type per draw); with `balanced`, a record holding several classes (SOAP_061: 14 dead
+    and 5 live training boxes) is drawn `draws` times per class, each time on a box of that
+    class, so that every class is prompted as often. Source: deepforest 2.1.0 (MIT), NEON open
+    data.
 
     Raises:
         FileNotFoundError: deepforest==2.1.0 is not installed (the message says how).
@@ -113,6 +117,11 @@ def deepforest_sources(split: str = "train", draws: int = 24, seed: int = 0,
     rng = np.random.default_rng(seed)
     records = [r for name in ("OSBS_029.csv", "SOAP_061.xml")
                for r in read_deepforest(deepforest(name), split)]
+    if balanced:
+        records = [dataclasses.replace(r, annotations=[a for a in r.annotations
+                                                       if a.category == c])
+                   for r in records
+                   for c in sorted({a.category for a in r.annotations})]
     out: dict[str, list[dict]] = {}
     for record in records:
         for _ in range(draws):
@@ -122,16 +131,18 @@ def deepforest_sources(split: str = "train", draws: int = 24, seed: int = 0,
     return out
 
 
-def tiny_sources(spec: SceneSpec | None = None) -> dict[str, list[dict]]:
+def tiny_sources(spec: SceneSpec | None = None,
+                 balanced_trees: bool = False) -> dict[str, list[dict]]:
     """The tiny-synthetic recipe's samples: the synthetic scenes (`spec`, by default
     TINY_SCENES) and the training half of deepforest's real tree crowns (region classification
-    and region captions).
+    and region captions; `balanced_trees`: deepforest_sources(balanced=True)).
 
     Raises:
         FileNotFoundError: deepforest==2.1.0 is not installed (the message says how).
     """
     return {**synthetic_sources(spec or TINY_SCENES),
-            **deepforest_sources("train", tasks=("region_class", "region_caption"))}
+            **deepforest_sources("train", tasks=("region_class", "region_caption"),
+                                 balanced=balanced_trees)}
 
 
 def default_sources() -> dict[str, list[dict]]:

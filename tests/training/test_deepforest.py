@@ -111,3 +111,22 @@ def test_deepforest_sources_for_a_recipe():
     assert sorted(both) == ["deepforest/region_caption", "deepforest/region_class"]
     caps = [s["answer"] for s in both["deepforest/region_caption"]]
     assert len(caps) == 2 * 2 * 2 and all("tree" in c for c in caps)
+
+
+@pytest.mark.realdata
+def test_balanced_deepforest_sources_prompt_every_class_as_often():
+    """balanced=True: SOAP_061 (14 dead, 5 live training boxes) is drawn per class, so live
+    trees are asked about as often as dead ones; the held-out boxes still never train."""
+    from collections import Counter
+
+    from training.recipes import deepforest_sources
+
+    realdata(rd.deepforest, "SOAP_061.xml")
+    plain = Counter(s["answer"] for s in deepforest_sources("train", draws=8)
+                    ["deepforest/region_class"])
+    assert plain["live tree"] < plain["dead tree"] / 2  # the imbalance balanced=True removes
+    bal = deepforest_sources("train", draws=8, balanced=True)["deepforest/region_class"]
+    assert Counter(s["answer"] for s in bal) == {"tree": 16, "dead tree": 16, "live tree": 16}
+    held = deepforest_sources("eval", draws=4)["deepforest/region_class"]
+    boxes = lambda ss: {s["prompts"][0].bbox() for s in ss if s["prompts"][0].kind == "box"}  # noqa: E731
+    assert not boxes(bal) & boxes(held)
