@@ -679,21 +679,19 @@ def main(argv: list[str] | None = None) -> int:
         precs = ["fp32", *precs]  # the size ratios need the fp32 graph
     from export.smollm2 import smollm2_model, smollm2_tokenizer
 
-    schemes = [s for s in args.int8_schemes.split(",") if s]
-    for s in schemes:
-        if s not in INT8_SCHEMES:
-            p.error(f"--int8-schemes: {s!r} is not one of {INT8_SCHEMES}")
-    if "int8" in precs and not schemes:
-        p.error("--int8-schemes: name at least one scheme when scoring int8")
-    schemes4 = [s for s in args.int4_schemes.split(",") if s]
-    for s in schemes4:
-        if s not in INT4_SCHEMES:
-            p.error(f"--int4-schemes: {s!r} is not one of {INT4_SCHEMES}")
-    if "int4" in precs and not schemes4:
-        p.error("--int4-schemes: name at least one scheme when scoring int4")
+    named_schemes = {}
+    for prec, value, valid in (("int8", args.int8_schemes, INT8_SCHEMES),
+                               ("int4", args.int4_schemes, INT4_SCHEMES)):
+        flag = f"--{prec}-schemes"
+        named_schemes[prec] = [s for s in value.split(",") if s]
+        for s in named_schemes[prec]:
+            if s not in valid:
+                p.error(f"{flag}: {s!r} is not one of {valid}")
+        if prec in precs and not named_schemes[prec]:
+            p.error(f"{flag}: name at least one scheme when scoring {prec}")
     graphs = {}
     for prec in precs:
-        named = {"int8": schemes, "int4": schemes4}.get(prec, ["builder"])
+        named = named_schemes.get(prec, ["builder"])
         for i, scheme in enumerate(named):
             kw = {"int4_scheme": scheme} if prec == "int4" else {"int8_scheme": scheme}
             graphs[prec if i == 0 else f"{prec}/{scheme}"] = smollm2_graphs(

@@ -354,3 +354,18 @@ def test_folded_offsets_match_the_offset_matmuls(tmp_path):
     np.testing.assert_allclose(out[True], out[False], rtol=0, atol=2e-3 * np.abs(want).max())
     with pytest.raises(ValueError, match="fold_offsets needs bits=4 and no two_pass"):
         quantize_affine(src, tmp_path / "r.onnx", 8, fold_offsets=True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--report", "--int4-schemes", "nope"], "--int4-schemes: 'nope' is not one of"),
+    (["--report", "--int8-schemes", "affine,nope"], "--int8-schemes: 'nope' is not one of"),
+    (["--report", "--precisions", "int4", "--int4-schemes", ","],
+     "--int4-schemes: name at least one scheme when scoring int4"),
+    (["--report", "--int8-schemes", ""], "--int8-schemes: name at least one scheme"),
+])
+def test_report_cli_refuses_bad_schemes_before_any_work(argv, message, capsys):
+    from export.llm import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
