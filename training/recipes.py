@@ -146,8 +146,9 @@ def tiny_sources(spec: SceneSpec | None = None,
 
 
 def default_sources() -> dict[str, list[dict]]:
-    """The earthx-tiny recipe's samples: tiny_sources on DEFAULT_SCENES."""
-    return tiny_sources(DEFAULT_SCENES)
+    """The earthx-tiny recipe's samples: tiny_sources on DEFAULT_SCENES, dead and live trees
+    prompted equally often."""
+    return tiny_sources(DEFAULT_SCENES, balanced_trees=True)
 
 
 def _real_sources() -> dict[str, list[dict]]:
