@@ -290,18 +290,20 @@ DEFAULT_TRAIN = dataclasses.replace(TINY_TRAIN, steps=18000)
 # training.eval` (SS then gIoU, optical / multispectral / SAR / infrared), against the same
 # settings without prompt_map at 15000 steps (57 min):
 # | run (held-out scenes)             | SS                   | gIoU                |
-# | earthx-tiny (taken), 24           | .991/.995/.988/.976  | .595/.593/.658/.652 |
-# | earthx-tiny (taken), 48           | .990/.997/.991/.988  | .619/.642/.660/.648 |
+# | earthx-tiny (taken), 24           | .991/.995/1.000/.970 | .603/.591/.661/.666 |
+# | the same, trees unbalanced, 24    | .991/.995/.988/.976  | .595/.593/.658/.652 |
+# | the same, trees unbalanced, 48    | .990/.997/.991/.988  | .619/.642/.660/.648 |
 # | no prompt_map, 15000 steps, 24    | .985/1.000/.987/.970 | .612/.610/.673/.618 |
 # | no prompt_map, 15000 steps, 48    | .987/.992/.993/.976  | .630/.655/.673/.610 |
 # | tiny-synthetic (5500 steps), 24   | .945/.978/.974/.918  | .573/.573/.608/.501 |
 # | tiny-synthetic (5500 steps), 48   | .956/.981/.971/.922  | .596/.597/.622/.530 |
 # Visual-prompt masks (8 held-out scenes, 32 requests per kind, mask IoU; box / mask / polygon /
 # point / scribble): earthx-tiny .73/.65/.70/.39/.41, without prompt_map .50/.50/.54/.41/.51.
-# deepforest SOAP_061 held-out dead/alive (`earthx eval`, n 18, 4 of them live): 0.778 (the
-# 5500-step tiny-synthetic model: 0.833; without prompt_map at 15000 steps: 0.667). The live
-# trees are the misses: 5 of the 19 training boxes are live, and the longer runs call most
-# live trees dead.
+# deepforest SOAP_061 held-out dead/alive (`earthx eval`, n 18, 4 of them live): 0.889 (taken,
+# trees balanced: live 3 of 4); trees unbalanced 0.778 (live 1 of 4), without prompt_map at
+# 15000 steps 0.667, the 5500-step tiny-synthetic model 0.833. 5 of SOAP_061's 19 training
+# boxes are live; unbalanced, the recipe asked about live trees in 7 of 96 region prompts, and
+# the longer runs called most live trees dead. The taken run: 66 min alone on one core.
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("tiny-synthetic", "tiny", TINY_TRAIN, tiny_sources,
