@@ -233,7 +233,7 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
     inits = {t.name: t for t in g.initializer}
     nodes, new_inits, dropped = [], [], set()
     block_sums: dict[str, str] = {}  # input name -> its block-sum tensor
-    indicators: dict[int, str] = {}  # K -> E
+    indicators: dict[int, str] = {}  # K -> E (and -K -> E3, with fold_offsets)
 
     def f16_const(name: str, x: np.ndarray) -> str:
         new_inits.append(numpy_helper.from_array(x.astype(np.float16), name + "_f16"))
@@ -279,14 +279,15 @@ def quantize_affine(src, dst, bits: int = 4, block_size: int = 32, accuracy_leve
         """Nodes that compute [a, a @ E3] (see `fold_offsets`), once per input; its name."""
         if a in folded:
             return folded[a]
-        ind = f"fold_indicator_{K}"
-        if ind not in indicators.values() and not any(t.name == ind for t in new_inits):
+        if -K not in indicators:  # E3 of this K (E's own entries are keyed by +K)
+            indicators[-K] = f"fold_indicator_{K}"
             nb = K // block_size
             nbp = -(-nb // block_size) * block_size
             e = np.zeros((K, FOLD_LEVELS * nbp), np.float32)
             for lv in range(FOLD_LEVELS):
                 e[np.arange(K), lv * nbp + np.arange(K) // block_size] = 1
-            new_inits.append(numpy_helper.from_array(e, ind))
+            new_inits.append(numpy_helper.from_array(e, indicators[-K]))
+        ind = indicators[-K]
         n = base + "_fold"
         nodes.extend([
             helper.make_node("MatMul", [a, ind], [n + "_sums"], name=n + "_sums"),
