@@ -38,6 +38,7 @@ from earthx_sdk.predictor import (
     _check_prompts,
     drain,
     finish,
+    resolve_options,
     run_request,
 )
 from earthx_sdk.result import Result
@@ -68,7 +69,7 @@ class EarthX:
 
     def __init__(self, engine: Engine, options: Options | None = None) -> None:
         self.engine = engine
-        self.options = options or Options()
+        self.options = resolve_options(options, engine)
         self._cache: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 

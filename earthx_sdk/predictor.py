@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from earthx_sdk.io.images import DEFAULT_MAX_PIXELS, LoadedImage, guess_sensor, load_image
+from earthx_sdk.ops.masks import check_threshold
 from earthx_sdk.processor import text_positions
 from earthx_sdk.prompts import (
     PROMPT_CLASSES,
@@ -57,7 +58,8 @@ class Options:
         cache_size: images (and tiles per image) whose features are kept.
         allow_invalid: NaN / Inf pixels are an error unless True (then they are normalized as
             missing, like nodata, and counted in Result.invalid_pixels).
-        mask_threshold: a mask pixel is on where its upsampled logit exceeds this.
+        mask_threshold: a mask pixel is on where its upsampled logit exceeds this; None: the
+            model's calibrated threshold (its config's mask.threshold, 0.0 where it has none).
     """
 
     max_pixels: int | None = DEFAULT_MAX_PIXELS
@@ -65,9 +67,12 @@ class Options:
     tile_overlap: int = 128
     cache_size: int = 8
     allow_invalid: bool = False
-    mask_threshold: float = 0.0
+    mask_threshold: float | None = None
 
     def __post_init__(self) -> None:
+        if self.mask_threshold is not None:
+            object.__setattr__(self, "mask_threshold",
+                               check_threshold("Options.mask_threshold", self.mask_threshold))
         if self.tile_size < 16:
             raise ValueError(f"tile_size must be >= 16, got {self.tile_size}")
         if not 0 <= self.tile_overlap < self.tile_size:
@@ -551,6 +556,15 @@ def segment_jobs(text: str | None, prompts: list) -> list[tuple[str, list]]:
     return [(phrasing.PROMPT_SEG, [p]) for p in prompts]
 
 
+def resolve_options(options: Options | None, engine: Engine) -> Options:
+    """`options` (default Options()) with mask_threshold=None replaced by the engine's model's
+    calibrated threshold."""
+    options = options or Options()
+    if options.mask_threshold is None:
+        options = replace(options, mask_threshold=engine.spec.mask_threshold)
+    return options
+
+
 class Predictor:
     """Set an image once, ask many times.
 
@@ -561,7 +575,7 @@ class Predictor:
 
     def __init__(self, engine: Engine, options: Options | None = None) -> None:
         self.engine = engine
-        self.options = options or Options()
+        self.options = resolve_options(options, engine)
         self.state: ImageState | None = None
 
     def set_image(self, image, sensor: str = "auto", layout: str = "auto") -> ImageState:

@@ -206,6 +206,10 @@ def install_bundle(checkpoint: Path, llm: str = "int8", provisional: bool = Fals
                 if step is not None:
                     rows = [r for r in rows if r.get("step", 0) <= step]
                 card["training_row"] = rows[-1] if rows else None
+        cal = checkpoint / "calibration.json"  # training.calibrate's sweep
+        card["calibration"] = ({k: v for k, v in json.loads(cal.read_text()).items()
+                                if k in ("threshold", "scenes", "validation_seed", "thresholds",
+                                         "overall")} if cal.is_file() else None)
         (tmp / "training.json").write_text(json.dumps(card, indent=1) + "\n")
         tmp.chmod(0o755)  # mkdtemp makes it 0700
         for f in tmp.iterdir():
@@ -255,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint = checkpoint / "model"
     if not (checkpoint / "config.json").is_file():
         p.error(f"{checkpoint}: not a model directory (no config.json)")
+    if not (checkpoint / "calibration.json").is_file():
+        print(f"note: {checkpoint} has no calibrated mask threshold (calibration.json); "
+              f"python -m training.calibrate --checkpoint {checkpoint} sets it", file=sys.stderr)
     if not args.samples:
         dest = install_bundle(checkpoint, args.llm, args.provisional)
         print(f"bundle -> {dest}", file=sys.stderr)

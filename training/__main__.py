@@ -38,10 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="override the recipe's step count")
     parser.add_argument("--threads", type=int,
                         help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--calibration-scenes", type=int, default=None,
+                        help="validation scenes of the mask-threshold calibration that ends a "
+                             "recipe with synthetic scenes (default: training.calibrate's; 0 "
+                             "skips it)")
     parser.add_argument("--lora-rank", type=int,
                         help="train LoRA adapters of this rank on the LLM (merged on save)")
     args = parser.parse_args(argv)
 
+    if args.calibration_scenes is not None and args.calibration_scenes < 0:
+        parser.error(f"--calibration-scenes must be >= 0, got {args.calibration_scenes}")
     import torch
 
     from earthx_sdk.modeling.model import EarthXModel
@@ -69,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(f"final: step {rows[-1]['step']} loss {rows[-1]['loss']:.4f}; model in "
               f"{args.out}/model")
+    if (recipe.scenes is not None and args.calibration_scenes != 0
+            and int(os.environ.get("RANK", "0")) == 0):
+        # the mask threshold, on validation scenes rendered as the recipe's
+        from training.calibrate import SCENES, calibrate, format_report
+
+        report = calibrate(Path(args.out) / "model", scenes=args.calibration_scenes or SCENES)
+        print(format_report(report))
+        print(f"mask threshold {report['threshold']:g} (calibrated on {report['scenes']} "
+              f"validation scenes) in {args.out}/model/config.json")
     return 0
 
 

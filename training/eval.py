@@ -4,7 +4,8 @@ Held-out evaluation on synthetic scenes the training recipes never draw (seeds f
 rendered as the recipe's scenes (size, object scale: from DIR/recipe.json, which `python -m
 training` writes; the default SceneSpec without it), per sensor: region classification (S-IoU,
 and SS when all-MiniLM-L6-v2 is installed), referring segmentation from text (cIoU, gIoU at
-image resolution: the S/4 logits go through the runtime's `postprocess_masks`) and captions
+image resolution: the S/4 logits go through the runtime's `postprocess_masks`, at the model's
+calibrated threshold, `training.calibrate`) and captions
 (BLEU-4, ROUGE-L, CIDEr-D, exact-match METEOR).
 """
 
@@ -66,7 +67,7 @@ def evaluate(model, scenes: int = SCENES, max_new_tokens: int = 24, spec=None) -
                     if len(gen.mask_logits):
                         logits = gen.mask_logits[:1].float().cpu().numpy()
                         pred = postprocess_masks(logits, info.size, info.resized_hw,
-                                                 info.orig_hw)[0] > 0
+                                                 info.orig_hw, model.cfg.mask.threshold)[0] > 0
                     else:
                         pred = np.zeros_like(truth)
                     acc["seg_pred"].append(pred)

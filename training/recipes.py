@@ -277,7 +277,7 @@ TINY_TRAIN = TrainConfig(steps=5500, batch_size=8, lr=1e-3, weight_decay=0.05, w
 # trained longer on more scenes, with the mask decoder reading the visual prompts' region masks
 # (MaskDecoderConfig.prompt_map). It has no 20-minute budget: about an hour on one core here.
 DEFAULT_SCENES = dataclasses.replace(TINY_SCENES, scenes=960)
-DEFAULT_MASK = TINY_MASK + (("prompt_map", True),)
+DEFAULT_MASK = TINY_MASK + (("prompt_map", True), ("position_cells", True))
 DEFAULT_TRAIN = dataclasses.replace(TINY_TRAIN, steps=18000)
 # Why prompt_map: asked for the object inside a polygon (or box), the decoder without it painted
 # every object of that class. 1500-step run of tiny-synthetic with prompt_map against the shipped

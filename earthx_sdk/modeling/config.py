@@ -97,6 +97,12 @@ class MaskDecoderConfig:
     # text_tokens, each text token also adds its own term to those six weights (summed over the
     # tokens: "top" + "left"). Changes no input or output of the decoder.
     position_prior: bool = False
+    # With position_prior: nine more position channels, a Gaussian bump on each ninth of the
+    # image (`cell_basis`), so the prior can be high on the ninth a phrase names and low on the
+    # others (a quadratic is one broad bump: the earthx-tiny model at 18000 steps painted
+    # objects of the class outside the named ninth in 73 % of the excess pixels of its failed
+    # single-object masks). Changes no input or output of the decoder.
+    position_cells: bool = False
     # With text_tokens: each text token is read as [last-layer state, input embedding] (width
     # 2 x hidden). The tiny LLM's last-layer states at prompt positions carry little of their own
     # token (no loss trains them): " top" and " bottom" after the same words had cosine 0.999
@@ -108,6 +114,11 @@ class MaskDecoderConfig:
     # a class: without it a polygon around one tree gave a mask on every tree of the scene. The
     # decoder then takes the prompt masks as an input (`prompt_masks`).
     prompt_map: bool = False
+    # A mask pixel is on where its upsampled logit exceeds this. Not learned: set after training
+    # by `python -m training.calibrate` (the threshold with the best mean mask IoU on validation
+    # scenes no recipe trains or evaluates on); 0.0 (probability 0.5) until then. The runtime
+    # uses it unless `Options.mask_threshold` is given.
+    threshold: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -155,8 +155,14 @@ class MaskDecoder(nn.Module):
 
         self.position_prior = bool(cfg.position_prior)
         extra = 0
+        self.position_cells = bool(cfg.position_cells)
+        if self.position_cells and not self.position_prior:
+            raise ValueError("MaskDecoder: cfg.position_cells needs cfg.position_prior (the cells "
+                             "extend its basis)")
         if self.position_prior:
             basis = position_basis(self.size4)  # [6, s4, s4]
+            if self.position_cells:
+                basis = torch.cat([basis, cell_basis(self.size4)])  # [15, s4, s4]
             self.register_buffer("position_basis", basis, persistent=False)
             extra = basis.shape[0]
             if self.text_tokens:
@@ -171,7 +177,7 @@ class MaskDecoder(nn.Module):
                                                 nn.Linear(llm_hidden, extra))
                 nn.init.zeros_(self.text_prior[1].weight)
                 nn.init.zeros_(self.text_prior[1].bias)
-        self.n_basis = extra  # position channels (0 or 6); the word prior adds to their weights
+        self.n_basis = extra  # position channels (0, 6 or 15); the word prior adds to their weights
         self.prompt_map = bool(cfg.prompt_map)
         if self.prompt_map:
             extra += 1
@@ -391,6 +397,26 @@ def position_basis(size: int) -> Tensor:
     t = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1  # [size]
     v, u = torch.meshgrid(t, t, indexing="ij")  # [size, size] each: row, column
     return torch.stack([torch.ones_like(u), u, v, u * u, u * v, v * v])
+
+
+# The cells' bumps peak at this value (the other position channels are O(1)): as with the prompt
+# map, a weight of ~1 then already moves a logit by several units.
+CELL_GAIN = 4.0
+
+
+def cell_basis(size: int) -> Tensor:
+    """[9, size, size] float32: one Gaussian bump per ninth of the image (row-major, top left
+    first), centred on the ninth's centre, with a standard deviation of a sixth of the side, times
+    CELL_GAIN. Referring phrases name the ninth an object's centre lies in ("the tank in the top
+    left"); a quadratic prior is one broad bump, which a logit cannot make high on one ninth and
+    low on its neighbours, while a weighted sum of these bumps can (and still spills over the
+    ninth's border, where a large object's mask does)."""
+    if size < 1:
+        raise ValueError(f"cell_basis: size must be >= 1, got {size}")
+    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size  # [size] in (0, 1)
+    centres = torch.tensor([1 / 6, 1 / 2, 5 / 6])
+    g = torch.exp(-0.5 * ((t[None] - centres[:, None]) * 6) ** 2)  # [3, size]: a 1-D bump each
+    return (g[:, None, :, None] * g[None, :, None, :]).reshape(9, size, size) * CELL_GAIN
 
 
 def _per_query(x: Tensor, q: int) -> Tensor:

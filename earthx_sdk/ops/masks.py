@@ -81,7 +81,8 @@ def _check_geometry(fn: str, size, resized_hw, orig_hw):
     return size, resized_hw, orig_hw
 
 
-def _check_threshold(fn: str, threshold) -> float:
+def check_threshold(fn: str, threshold) -> float:
+    """`threshold` as a float; TypeError / ValueError naming `fn` for a non-real or NaN one."""
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, numbers.Real):
         raise TypeError(f"{fn}: threshold must be a real number, got {type(threshold).__name__}")
     threshold = float(threshold)
@@ -455,7 +456,7 @@ def postprocess_masks(logits, size: int, resized_hw: tuple[int, int], orig_hw: t
     fn = "postprocess_masks"
     logits = _check_logits(fn, logits)
     size, resized_hw, orig_hw = _check_geometry(fn, size, resized_hw, orig_hw)
-    threshold = _check_threshold(fn, threshold)
+    threshold = check_threshold(fn, threshold)
     if _ext.use_native(impl, fn):
         return _ext.native().postprocess_masks(logits, size, resized_hw, orig_hw, threshold)
     return postprocess_masks_ref(logits, size, resized_hw, orig_hw, threshold)

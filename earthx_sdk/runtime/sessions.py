@@ -41,6 +41,7 @@ class ModelSpec:
         max_positions: the LLM's context length.
         channels: {sensor: channel counts this runtime can encode}.
         sensors: {sensor: earthx_sdk.io.sensors.SensorSpec} normalization per sensor.
+        mask_threshold: the model's calibrated mask-logit threshold (config mask.threshold).
     """
 
     image_size: int
@@ -51,6 +52,7 @@ class ModelSpec:
     max_positions: int
     channels: dict[str, tuple[int, ...]]
     sensors: dict[str, Any] = field(default_factory=dict)
+    mask_threshold: float = 0.0
 
     @property
     def mask_grid(self) -> int:
@@ -66,7 +68,8 @@ class ModelSpec:
                    region_tokens=int(p["region_tokens"]), mask_resolution=int(p["mask_resolution"]),
                    pool_grid=int(p["pool_grid"]), max_positions=int(llm["max_positions"]),
                    channels={k: tuple(int(c) for c in cs) for k, cs in channels.items()},
-                   sensors=dict(sensors))
+                   sensors=dict(sensors),
+                   mask_threshold=float(config.get("mask", {}).get("threshold", 0.0)))
 
 
 @dataclass

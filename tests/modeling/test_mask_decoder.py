@@ -1,5 +1,7 @@
 """MaskDecoder (the pixel perception module) at the `tiny` preset's sizes."""
 
+import math
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -346,6 +348,49 @@ def test_position_prior_with_text_adds_each_words_term():
     again, _ = dec(seg, dense, hires, prompts, None, text)
     again.sum().backward()
     assert head.weight.grad.abs().sum() > 0
+
+
+def test_cell_basis_has_one_bump_per_ninth():
+    from earthx_sdk.modeling.mask_decoder import CELL_GAIN, cell_basis
+
+    side = 27  # ninths of 9 x 9 pixels, each centred on a pixel centre
+    cells = cell_basis(side)
+    assert cells.shape == (9, side, side) and cells.dtype == torch.float32
+    for k in range(9):
+        row, col = divmod(k, 3)
+        peak = divmod(int(cells[k].argmax()), side)
+        assert (peak[0] // 9, peak[1] // 9) == (row, col)
+        # near CELL_GAIN at the ninth's centre, exp(-2) of it at the neighbouring centres
+        assert cells[k, row * 9 + 4, col * 9 + 4] == pytest.approx(CELL_GAIN)
+        if col < 2:
+            assert cells[k, row * 9 + 4, col * 9 + 13] == pytest.approx(
+                CELL_GAIN * math.exp(-2))
+    torch.testing.assert_close(cells[0], cells[8].flip(0, 1))  # symmetric layout
+    with pytest.raises(ValueError, match="cell_basis: size must be >= 1, got 0"):
+        cell_basis(0)
+
+
+def test_position_cells_extend_the_prior_and_need_it():
+    with pytest.raises(ValueError, match="position_cells needs cfg.position_prior"):
+        _variant(position_cells=True)
+    dec = _variant(text_tokens=True, text_embeddings=True, position_prior=True,
+                   position_cells=True, prompt_map=True)
+    assert dec.n_basis == 15 and dec.position_basis.shape == (15, S4, S4)
+    assert dec.text_prior[1].out_features == 15
+    assert not any("position_basis" in k for k in dec.state_dict())
+    seg, dense, hires, prompts = make_inputs(1, 2, 3)
+    text = torch.randn(1, 5, 2 * LLM)
+    logits, _ = dec(seg, dense, hires, prompts, None, text)
+    assert logits.shape == (1, 2, S4, S4)
+    with torch.no_grad():
+        dec.text_prior[1].bias[6 + 4] = 1.0  # every token adds 1 to the centre ninth's weight
+        lifted, _ = dec(seg, dense, hires, prompts, None, text)
+    centre = dec.position_basis[6 + 4]
+    torch.testing.assert_close(lifted - logits, 5 * centre.expand_as(logits), atol=1e-4,
+                               rtol=1e-4)
+    again, _ = dec(seg, dense, hires, prompts, None, text)
+    again.sum().backward()
+    assert dec.text_prior[1].weight.grad[6:].abs().sum() > 0
 
 
 def _disk_masks(b, r, side=S4, seed=3):

@@ -255,3 +255,44 @@ def test_stream_refuses_bad_input_at_the_call(ort_model, imgs):
     with pytest.raises(ValueError, match="wholly outside"):
         ort_model.stream(imgs["optical"], "What is in <region>?", [Box(300, 300, 400, 400)],
                          sensor="optical")
+
+
+def test_mask_threshold_comes_from_the_model_unless_given(torch_model, imgs):
+    """Options.mask_threshold=None takes the model's calibrated threshold (config
+    mask.threshold, in ModelSpec); an explicit one wins; a bad one is refused by name."""
+    import dataclasses
+
+    from earthx_sdk import EarthX
+    from earthx_sdk.predictor import Options, Predictor
+
+    engine = torch_model.engine
+    assert engine.spec.mask_threshold == 0.0  # the fixture's config: never calibrated
+    assert torch_model.options.mask_threshold == 0.0
+    low = dataclasses.replace(engine, spec=dataclasses.replace(engine.spec, mask_threshold=-1e9))
+    everything = EarthX(low)
+    assert everything.options.mask_threshold == -1e9
+    assert Predictor(low).options.mask_threshold == -1e9
+    assert EarthX(low, Options(mask_threshold=0.0)).options.mask_threshold == 0.0
+    img, box = imgs["optical"], [Box(0, 0, 40, 40)]
+    at_zero = EarthX(low, Options(mask_threshold=0.0)).segment(img, prompts=box,
+                                                                sensor="optical")
+    np.testing.assert_array_equal(at_zero.mask(0),
+                                  torch_model.segment(img, prompts=box, sensor="optical").mask(0))
+    # below every logit: the model's threshold paints the whole image
+    assert everything.segment(img, prompts=box, sensor="optical").mask(0).all()
+    with pytest.raises(ValueError, match="Options.mask_threshold: threshold must not be NaN"):
+        Options(mask_threshold=float("nan"))
+    with pytest.raises(TypeError, match="Options.mask_threshold: threshold must be a real"):
+        Options(mask_threshold="low")
+
+
+def test_model_spec_reads_the_threshold():
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.runtime.sessions import ModelSpec
+
+    d = EarthXConfig.from_name("tiny").to_dict()
+    assert ModelSpec.from_config(d, {}, {}).mask_threshold == 0.0
+    d["mask"]["threshold"] = -3.5
+    assert ModelSpec.from_config(d, {}, {}).mask_threshold == -3.5
+    del d["mask"]["threshold"]  # a bundle exported before the field: 0.0
+    assert ModelSpec.from_config(d, {}, {}).mask_threshold == 0.0

@@ -25,11 +25,21 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch):
     recipe = dataclasses.replace(recipes.RECIPES["tiny-synthetic"], train=cfg, sources=small)
     monkeypatch.setitem(recipes.RECIPES, "tiny-synthetic", recipe)
     out = tmp_path / "run"
-    assert train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "2"]) == 0
+    assert train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "2",
+                       "--calibration-scenes", "1"]) == 0
+    # the run ends with the mask-threshold calibration: its sweep, and its choice in the config
+    from training.calibrate import THRESHOLDS
+
+    cal = json.loads((out / "model" / "calibration.json").read_text())
+    assert cal["thresholds"] == list(THRESHOLDS) and cal["scenes"] == 1
+    saved = json.loads((out / "model" / "config.json").read_text())["mask"]["threshold"]
+    assert saved == cal["threshold"] in THRESHOLDS
     with pytest.raises(FileExistsError, match="pass resume=True"):
         train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "3"])
+    with pytest.raises(SystemExit):
+        train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--calibration-scenes", "-1"])
     assert train_main(["--recipe", "tiny-synthetic", "--out", str(out), "--steps", "3",
-                       "--resume"]) == 0
+                       "--resume", "--calibration-scenes", "0"]) == 0
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 3]
     report_path = tmp_path / "eval.json"
@@ -55,8 +65,9 @@ def test_recipe_model_config_and_sources():
     assert {"deepforest/region_class", "deepforest/region_caption"} <= dict(TINY_MIXTURE).keys()
     default = get_recipe("earthx-tiny")  # the embedded model's: tiny-synthetic, longer, more
     dm = default.model_config().mask  # scenes, and the prompts' region masks in the decoder
-    assert dm.prompt_map and not cfg.mask.prompt_map
-    assert dataclasses.replace(dm, prompt_map=False) == cfg.mask
+    assert dm.prompt_map and dm.position_cells  # the prompts' region masks, the ninths' bumps
+    assert not (cfg.mask.prompt_map or cfg.mask.position_cells)
+    assert dataclasses.replace(dm, prompt_map=False, position_cells=False) == cfg.mask
     assert default.scenes.scenes > tiny.scenes.scenes and default.train.steps > tiny.train.steps
     assert dataclasses.replace(default.scenes, scenes=tiny.scenes.scenes) == tiny.scenes
     assert dataclasses.replace(default.train, steps=tiny.train.steps) == tiny.train
