@@ -9,9 +9,9 @@ image, it asks:
 - referring segmentation of a phrase ("Please segment the airplane at the top."),
 
 prints each answer (for a sample, next to its ground truth from samples.json: the class name for
-classification, the class word for the caption, the mask IoU for the two masks), the latency of
-every stage, and writes an overlay PNG per image (earthx_sdk.overlay: masks filled, prompts drawn;
-with the answers written below).
+classification, the class word and the place for the caption, the mask IoU for the two masks), the
+latency of every stage, and writes an overlay PNG per image (earthx_sdk.overlay: masks filled,
+prompts drawn; with the answers written below).
 
 Torch-free: it runs on whatever backend `EarthX.load` picks for the bundle (onnxruntime for the
 embedded one).
@@ -125,6 +125,26 @@ def caption_mentions(answer: str, expected: str) -> bool:
     return f" {expected.lower()} " in f" {answer.lower().replace('.', ' ').replace(',', ' ')} "
 
 
+# The places region captions name: the ninth of the image the object's centre is in
+# (training.templates.position_name), longest first so "top left" is not read as "top".
+PLACES = ("top left", "top right", "bottom left", "bottom right", "top", "bottom", "left",
+          "right", "center")
+
+
+def place_of(caption: str) -> str | None:
+    """The place a region caption names ("The tree in the top left." -> "top left"; "The second
+    vehicle from the left at the bottom." -> "bottom"), or None. "from the left" is an ordinal's
+    direction, not a place."""
+    words = f" {caption.lower().replace('.', ' ').replace(',', ' ')} "
+    words = words.replace(" from the left ", " ").replace(" from the right ", " ")
+    return next((p for p in PLACES if f" {p} " in words), None)
+
+
+def caption_matches(answer: str, expected: str, cls: str) -> bool:
+    """A region caption names the class and the place of the ground truth's caption."""
+    return caption_mentions(answer, cls) and place_of(answer) == place_of(expected)
+
+
 def _times(r: Result) -> dict[str, float]:
     return {s: float(r.timings[s].seconds) for s in STAGES}
 
@@ -172,7 +192,7 @@ def ask_all(model, image, sensor: str, prompts: dict, truth: dict | None = None,
                 a.correct = class_matches(a.text, t["class"])
             elif kind == "point":
                 a.expected = t["caption"]
-                a.correct = caption_mentions(a.text, t["class"])
+                a.correct = caption_matches(a.text, t["caption"], t["class"])
             else:
                 a.expected = t["text"] if kind == "refer" else t["class"]
                 a.iou = mask_iou(a.mask, rle_decode(t["mask"]))

@@ -2,8 +2,11 @@
 
 - Synthetic held-out scenes (seeds from training.eval.HELD_OUT_SEED on, never trained on,
   rendered as the model's recipe renders its scenes: `training.json` in the bundle), per sensor:
-  region classification with every prompt type (SS, S-IoU, exact-match accuracy) and referring
-  segmentation (gIoU, cIoU at image resolution), asked through the SDK (`EarthX.ask`; referring
+  region classification with every prompt type (SS, S-IoU, exact-match accuracy), region
+  captions with every prompt type (the share naming the object's class, its place -- the ninth
+  of the image, as the captions are written -- and both; drawn from a second rng) and referring
+  segmentation (gIoU, cIoU at image resolution, at the model's mask threshold), asked through
+  the SDK (`EarthX.ask`; referring
   questions with their answer constrained to begin with `<seg>`, as `EarthX.segment` does).
   The questions and prompts are those `python -m training.eval` draws (same seeds, same rng
   sequence), so the bundle's classification figures compare one to one with the checkpoint's.
@@ -90,9 +93,19 @@ def _ask_seg(model, image, sensor: str, question: str):
     return finish(st, part, [], model.options.mask_threshold)
 
 
+def _class_of(caption: str) -> str:
+    """The class a synthetic region caption names ("The second storage tank from the left at the
+    bottom." -> "storage tank")."""
+    from training.synthetic import CLASSES
+
+    return next((c for c in sorted(CLASSES, key=len, reverse=True)
+                 if f" {c} " in f" {caption.lower()} "), "")
+
+
 def synthetic(model, spec, scenes: int = SCENES, log=None) -> dict:
-    """Per-sensor region classification and referring segmentation on held-out scenes."""
-    from earthx_sdk.demo import class_matches
+    """Per-sensor region classification, region captions (class and place named) and referring
+    segmentation on held-out scenes."""
+    from earthx_sdk.demo import caption_mentions, class_matches, place_of
     from training.eval import HELD_OUT_SEED
     from training.metrics import mask_ious, s_iou, semantic_similarity
     from training.synthetic import render_scene
@@ -100,6 +113,7 @@ def synthetic(model, spec, scenes: int = SCENES, log=None) -> dict:
 
     embedder, note = _embedder()
     rng = np.random.default_rng(HELD_OUT_SEED)
+    cap_rng = np.random.default_rng(HELD_OUT_SEED + 1)
     acc: dict[str, dict[str, list]] = {}
     sensors = model.engine.spec.channels
     for s in range(scenes):
@@ -108,9 +122,14 @@ def synthetic(model, spec, scenes: int = SCENES, log=None) -> dict:
             if sensor not in sensors:
                 continue
             a = acc.setdefault(sensor, {"cls_pred": [], "cls_gt": [], "seg_pred": [],
-                                        "seg_gt": []})
+                                        "seg_gt": [], "cap": []})
             # the tasks python -m training.eval draws, so both see the same questions and
             # prompts (captions are drawn and not asked here)
+            # region captions from a second rng, so the first one's sequence stays training.eval's
+            for sample in samples_for(rec, tasks=("region_caption",), rng=cap_rng):
+                r = model.ask(rec.image, sample["question"], sample["prompts"], sensor=sensor,
+                              max_new_tokens=24)
+                a["cap"].append((r.text, sample["answer"], sample["prompts"][0].kind))
             for sample in samples_for(rec, tasks=("region_class", "refer_seg", "caption"),
                                       rng=rng):
                 if sample["task"] == "caption":
@@ -139,9 +158,17 @@ def synthetic(model, spec, scenes: int = SCENES, log=None) -> dict:
         if embedder is not None:
             cls["SS"] = semantic_similarity(a["cls_pred"], a["cls_gt"], embedder)
         ciou, giou = mask_ious(a["seg_pred"], a["seg_gt"])
+        names = [caption_mentions(p, _class_of(g)) for p, g, _ in a["cap"]]
+        places = [place_of(p) == place_of(g) for p, g, _ in a["cap"]]
         out["sensors"][sensor] = {"region_classification": cls,
                                   "referring_segmentation": {"n": len(a["seg_gt"]),
-                                                             "cIoU": ciou, "gIoU": giou}}
+                                                             "cIoU": ciou, "gIoU": giou},
+                                  "region_caption": {
+                                      "n": len(a["cap"]), "class": float(np.mean(names)),
+                                      "place": float(np.mean(places)),
+                                      "both": float(np.mean(np.logical_and(names, places))),
+                                      "examples": [f"{p!r} for {g!r} ({k})"
+                                                   for p, g, k in a["cap"][:2]]}}
     return out
 
 
@@ -202,7 +229,8 @@ def evaluate(bundle: str = "default", scenes: int = SCENES, backend: str = "auto
     path = resolve_bundle(bundle)
     t0 = time.perf_counter()
     model = EarthX.load(path, backend=backend, threads=threads)
-    report = {"bundle": str(path), "backend": model.info()["backend"], "targets": TARGETS}
+    report = {"bundle": str(path), "backend": model.info()["backend"], "targets": TARGETS,
+              "mask_threshold": model.options.mask_threshold}
     card = path / "training.json"
     if card.is_file():
         report["training"] = json.loads(card.read_text())
@@ -218,7 +246,9 @@ def summary_lines(report: dict) -> list[str]:
     def mark(v, target):
         return "meets" if v >= target else "BELOW"
 
-    lines = [f"bundle {report['bundle']}"]
+    lines = [f"bundle {report['bundle']}"
+             + (f" (masks at logit > {report['mask_threshold']:g})"
+                if "mask_threshold" in report else "")]
     syn = report["synthetic"]
     lines.append(f"synthetic held-out: {syn['scenes']} scenes from seed {syn['held_out_seed']} "
                  f"({syn['scene_spec']})")
@@ -230,6 +260,10 @@ def summary_lines(report: dict) -> list[str]:
                      f"{c['S-IoU']:.3f}, accuracy {c['accuracy']:.3f}; referring segmentation "
                      f"(n {g['n']}): gIoU {g['gIoU']:.3f} ({mark(g['gIoU'], TARGETS['gIoU'])} "
                      f"{TARGETS['gIoU']}), cIoU {g['cIoU']:.3f}")
+        if "region_caption" in r:
+            rc = r["region_caption"]
+            lines.append(f"  {'':<13} region captions (n {rc['n']}): the class named "
+                         f"{rc['class']:.3f}, the place {rc['place']:.3f}, both {rc['both']:.3f}")
     if "ss_unavailable" in syn:
         lines.append(f"  ({syn['ss_unavailable']})")
     df = report["deepforest"]

@@ -18,7 +18,15 @@ import numpy as np
 import pytest
 
 from earthx_sdk import cli, defaults
-from earthx_sdk.demo import Answer, caption_mentions, class_matches, draw_overlay, mask_iou
+from earthx_sdk.demo import (
+    Answer,
+    caption_matches,
+    caption_mentions,
+    class_matches,
+    draw_overlay,
+    mask_iou,
+    place_of,
+)
 from earthx_sdk.prompts import Box, Polygon
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,6 +214,16 @@ def test_matching_rules():
     assert not class_matches("ship wreck", "ship")
     assert caption_mentions("The storage tank at the top.", "storage tank")
     assert not caption_mentions("The tanker.", "tank")
+    # the place: the ninth a caption names, an ordinal's "from the left" aside
+    assert place_of("The tree in the top left.") == "top left"
+    assert place_of("The second vehicle from the left at the bottom.") == "bottom"
+    assert place_of("The vehicle on the left.") == "left"
+    assert place_of("The first tree from the left in the bottom right.") == "bottom right"
+    assert place_of("A tree.") is None
+    assert caption_matches("The tree at the bottom.", "The first tree from the left at the "
+                           "bottom.", "tree")
+    assert not caption_matches("The tree in the top right.", "The tree at the bottom.", "tree")
+    assert not caption_matches("The ship at the bottom.", "The tree at the bottom.", "tree")
     a = np.zeros((4, 4), bool)
     a[:2] = True
     assert mask_iou(a, a) == 1.0 and mask_iou(a, ~a) == 0.0
@@ -226,11 +244,21 @@ def test_eval_reports_held_out_figures(tmp_path, capsys):
         r = report["synthetic"]["sensors"][sensor]
         assert r["region_classification"]["n"] >= 5
         assert 0.0 <= r["referring_segmentation"]["gIoU"] <= 1.0
+        cap = r["region_caption"]
+        assert cap["n"] == 5 and 0.0 <= cap["both"] <= min(cap["class"], cap["place"])
+    assert report["mask_threshold"] == defaults_threshold()
     df = report["deepforest"]
     if "unavailable" not in df:
         assert df["SOAP_061_dead_alive"]["n"] == 18
     out = capsys.readouterr().out
-    assert "region classification" in out and "gIoU" in out
+    assert "region classification" in out and "gIoU" in out and "region captions" in out
+    assert f"masks at logit > {report['mask_threshold']:g}" in out
+
+
+def defaults_threshold() -> float:
+    """The embedded bundle's calibrated mask threshold (its model config)."""
+    manifest = json.loads((defaults.DEFAULT_BUNDLE / "manifest.json").read_text())
+    return float(manifest["model_config"]["mask"].get("threshold", 0.0))
 
 
 def test_eval_names_what_it_needs_without_a_checkout(monkeypatch, tmp_path):

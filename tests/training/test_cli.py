@@ -70,6 +70,10 @@ def test_recipe_model_config_and_sources():
     assert dataclasses.replace(dm, prompt_map=False, position_cells=False) == cfg.mask
     assert default.scenes.scenes > tiny.scenes.scenes and default.train.steps > tiny.train.steps
     assert dataclasses.replace(default.scenes, scenes=tiny.scenes.scenes) == tiny.scenes
-    assert dataclasses.replace(default.train, steps=tiny.train.steps) == tiny.train
+    assert dataclasses.replace(default.train, steps=tiny.train.steps,
+                               mixture=tiny.train.mixture) == tiny.train
+    share = {k: dict(r.train.mixture)["region_caption"] / sum(dict(r.train.mixture).values())
+             for k, r in (("tiny", tiny), ("default", default))}
+    assert share["default"] > 3 * share["tiny"]  # captions that name the place
     with pytest.raises(ValueError, match="recipe must be one of"):
         get_recipe("nope")
