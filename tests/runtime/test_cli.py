@@ -38,6 +38,21 @@ def test_ask_json_equals_the_api(tiny_bundle, ort_model, png, capsys):
     assert set(got["timings"]) >= {"vision", "prefill", "decode", "mask_decoder"}
 
 
+def test_segment_mask_threshold_option(tiny_bundle, png, capsys):
+    """--mask-threshold overrides the model's threshold: below every logit the mask is the whole
+    image, above every logit it is empty."""
+    from earthx_sdk.ops.masks import rle_decode
+
+    areas = []
+    for t in ("-1e9", "1e9"):
+        rc = cli.main(["segment", str(tiny_bundle), str(png), "--box", "10,8,50,40",
+                       f"--mask-threshold={t}", "--json"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        areas.append(int(rle_decode(json.loads(out)["masks"][0]).sum()))
+    assert areas == [72 * 96, 0]
+
+
 def test_ask_streams_text(tiny_bundle, png, capsys):
     rc = cli.main(["ask", str(tiny_bundle), str(png), "Describe this image.", "--sensor",
                    "optical", "--max-new-tokens", "2"])
