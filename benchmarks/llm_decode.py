@@ -56,7 +56,7 @@ EXTRA_BACKENDS = ("sdk-int8-g", "sdk-int4-g", "sdk-int8-2pass", "sdk-int4-fold")
 # ------------------------------------------------------------------------------------------------
 
 def prompt_ids(n: int) -> np.ndarray:
-    from export.llm import eval_ids
+    from export.llm_report import eval_ids
     from export.smollm2 import smollm2_tokenizer
 
     ids = eval_ids(smollm2_tokenizer(), n)
@@ -232,7 +232,7 @@ def peak_bandwidth(mb: int = 512, repeat: int = 5) -> float:
 def prepare(backends: list[str], prompt: int) -> dict[str, dict]:
     """Builds (or finds cached) every graph before any timing, so no build runs alongside;
     returns what each backend's child process needs (paths, the prompt ids)."""
-    from export.llm import smollm2_graphs
+    from export.llm_report import smollm2_graphs
     from export.smollm2 import smollm2_dir
 
     ids = [int(i) for i in prompt_ids(prompt)]

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    from export.llm import eval_ids
+    from export.llm_report import eval_ids
     from export.smollm2 import smollm2_model, smollm2_tokenizer
 
     torch.set_num_threads(a.threads)

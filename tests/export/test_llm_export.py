@@ -364,7 +364,7 @@ def test_folded_offsets_match_the_offset_matmuls(tmp_path):
     (["--report", "--int8-schemes", ""], "--int8-schemes: name at least one scheme"),
 ])
 def test_report_cli_refuses_bad_schemes_before_any_work(argv, message, capsys):
-    from export.llm import main
+    from export.llm_report import main
 
     with pytest.raises(SystemExit) as e:
         main(argv)

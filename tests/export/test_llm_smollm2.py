@@ -21,7 +21,7 @@ TOKENS = 512  # one window: keeps the test near 30 s once the graphs are cached
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_smollm2_quantization_targets():
-    from export.llm import TARGETS, eval_ids, format_report, smollm2_graphs, text_parity
+    from export.llm_report import TARGETS, eval_ids, format_report, smollm2_graphs, text_parity
     from export.smollm2 import smollm2_model, smollm2_tokenizer
     from training.realdata import smollm2_gguf
 
