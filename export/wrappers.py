@@ -98,8 +98,7 @@ class PromptEncoderOnnx(nn.Module):
         for block in enc.blocks:
             x = block(x, image, None)
         states = enc.norm(x)  # [1, R, D]
-        region = enc.out_proj(states[:, :, None, :] + enc.token_offsets)  # [1, R, n, hidden]
-        return region, states
+        return enc.region_tokens(states, boxes), states  # [1, R, n, hidden], [1, R, D]
 
 
 class MaskDecoderOnnx(nn.Module):

@@ -45,6 +45,7 @@ class Recipe:
         scenes: the synthetic scenes of the recipe (None for one on real data only).
         mask: MaskDecoderConfig fields to set in the trained model, as (name, value) pairs
             (e.g. ("text_tokens", True): the decoder also reads the prompt's text-token states).
+        prompt: PromptEncoderConfig fields to set, likewise.
     """
 
     name: str
@@ -54,14 +55,19 @@ class Recipe:
     description: str = ""
     scenes: SceneSpec | None = None
     mask: tuple[tuple[str, object], ...] = ()
+    prompt: tuple[tuple[str, object], ...] = ()
 
     def model_config(self):
-        """The EarthXConfig the recipe trains: its preset, with the `mask` fields set."""
+        """The EarthXConfig the recipe trains: its preset, with the `mask` and `prompt` fields
+        set."""
         from earthx_sdk.modeling.config import EarthXConfig
 
         cfg = EarthXConfig.from_name(self.preset)
         if self.mask:
             cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, **dict(self.mask)))
+        if self.prompt:
+            cfg = dataclasses.replace(cfg, prompt=dataclasses.replace(cfg.prompt,
+                                                                      **dict(self.prompt)))
         return cfg
 
 
@@ -278,6 +284,7 @@ TINY_TRAIN = TrainConfig(steps=5500, batch_size=8, lr=1e-3, weight_decay=0.05, w
 # (MaskDecoderConfig.prompt_map). It has no 20-minute budget: about an hour on one core here.
 DEFAULT_SCENES = dataclasses.replace(TINY_SCENES, scenes=960)
 DEFAULT_MASK = TINY_MASK + (("prompt_map", True), ("position_cells", True))
+DEFAULT_PROMPT = (("where_bins", 8),)
 # Region captions asked four times as often as in tiny-synthetic: at tiny-synthetic's share (0.5)
 # the 18000-step model named the class but not the place ("The tree in the top right." for
 # 119 of 160 validation captions; the place right in 6-22 % per prompt kind, on training scenes
@@ -318,7 +325,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("earthx-tiny", "tiny", DEFAULT_TRAIN, default_sources,
                "the embedded default model: tiny-synthetic longer, on 960 scenes, with the "
                "prompts' region masks in the mask decoder; CPU, about an hour",
-               DEFAULT_SCENES, mask=DEFAULT_MASK),
+               DEFAULT_SCENES, mask=DEFAULT_MASK, prompt=DEFAULT_PROMPT),
         Recipe("base", "base",
                TrainConfig(steps=20000, batch_size=16, lr=2e-5, warmup_steps=500, amp="bf16",
                            grad_checkpointing=True, log_every=50, save_every=1000,

@@ -106,6 +106,30 @@ class PromptEncoder(nn.Module):
                                       nn.Linear(llm_hidden, llm_hidden))
         nn.init.normal_(self.token_offsets, std=0.02)
         nn.init.normal_(self.type_embed.weight, std=0.02)
+        self.where_bins = int(cfg.where_bins)
+        if self.where_bins < 0:
+            raise ValueError(f"PromptEncoder: cfg.where_bins must be >= 0, got {cfg.where_bins}")
+        if self.where_bins:
+            self.where_row = nn.Embedding(self.where_bins, llm_hidden)
+            self.where_col = nn.Embedding(self.where_bins, llm_hidden)
+            nn.init.normal_(self.where_row.weight, std=0.02)
+            nn.init.normal_(self.where_col.weight, std=0.02)
+
+    def region_tokens(self, states: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """The LLM's tokens of each prompt: states [B, R, D], boxes [B, R, 4] ->
+        [B, R, n, llm_hidden] (n = cfg.region_tokens; with cfg.where_bins, plus `where`)."""
+        region = self.out_proj(states[:, :, None, :] + self.token_offsets)  # [B, R, n, hidden]
+        if self.where_bins:
+            region = region + self.where(boxes)[:, :, None, :]
+        return region
+
+    def where(self, boxes: torch.Tensor) -> torch.Tensor:
+        """boxes [B, R, 4] in pixels -> [B, R, llm_hidden]: the row and column embeddings of the
+        bin holding each box's centre (cfg.where_bins bins across the padded square)."""
+        n = self.where_bins
+        centre = (boxes[..., :2] + boxes[..., 2:]) * (0.5 * n / self.image_size)  # [B, R, 2]
+        cell = centre.floor().clamp(0, n - 1).long()  # [B, R, 2]: column, row
+        return self.where_col(cell[..., 0]) + self.where_row(cell[..., 1])
 
     def fourier(self, boxes: torch.Tensor) -> torch.Tensor:
         """boxes [B, R, 4] in pixels -> [B, R, 8 F]: sin and cos of (x0, y0, x1, y1) / S."""
@@ -160,8 +184,7 @@ class PromptEncoder(nn.Module):
             x = block(x, image, allow)  # [B, R, D]
         states = self.norm(x)  # [B, R, D]
 
-        tokens = states[:, :, None, :] + self.token_offsets  # [B, R, n, D]
-        region = self.out_proj(tokens)  # [B, R, n, llm_hidden]
+        region = self.region_tokens(states, boxes)  # [B, R, n, llm_hidden]
         keep = keep.to(states.dtype)
         return region * keep[..., None], states * keep
 

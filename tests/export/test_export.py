@@ -46,9 +46,20 @@ def _inputs(model, r, q, seed=1):
     return v, boxes, masks, types, seg
 
 
-def test_prompt_wrapper_matches_the_encoder(model):
+@pytest.mark.parametrize("where_bins", [0, 8])
+def test_prompt_wrapper_matches_the_encoder(model, where_bins):
     v, boxes, masks, types, _ = _inputs(model, 4, 1)
     pe = model.prompt_encoder
+    if where_bins:  # the encoder with the prompt-position embeddings, the rest shared
+        import dataclasses
+
+        from earthx_sdk.modeling.prompt_encoder import PromptEncoder
+
+        torch.manual_seed(1)
+        pe2 = PromptEncoder(dataclasses.replace(pe.cfg, where_bins=where_bins),
+                            pe.feature_dims, pe.image_token_dim, pe.llm_hidden, pe.image_size)
+        pe2.load_state_dict(pe.state_dict(), strict=False)
+        pe = pe2.eval()
     valid = torch.ones(1, 4, dtype=torch.bool)
     with torch.no_grad():
         region, states = pe(v.features, v.image_tokens, boxes, masks, types, valid)

@@ -175,3 +175,36 @@ def test_bad_construction_raises():
         PromptEncoder(CFG.prompt, [], T_DIM, HIDDEN, S)
     with pytest.raises(ValueError, match="llm_hidden"):
         PromptEncoder(CFG.prompt, DIMS, T_DIM, 0, S)
+
+
+def test_where_bins_add_the_centres_row_and_column_embeddings():
+    enc = _encoder(where_bins=4)  # bins of 28 px across the 112 px square
+    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0],  # centre (5, 5): bin (0, 0)
+                           [100.0, 30.0, 112.0, 40.0],  # centre (106, 35): column 3, row 1
+                           [56.0, 111.0, 56.0, 111.0],  # a point at (56, 111): column 2, row 3
+                           [-50.0, 200.0, -10.0, 300.0]]])  # outside: clamped to (0, 3)
+    want = [(0, 0), (3, 1), (2, 3), (0, 3)]
+    got = enc.where(boxes)
+    for k, (col, row) in enumerate(want):
+        torch.testing.assert_close(got[0, k], enc.where_col.weight[col] + enc.where_row.weight[row])
+    # the region tokens are the states' tokens plus that term; the states do not see it
+    feats, tokens, _, masks, types, valid = _inputs(1, 4)
+    plain = _encoder(where_bins=0)
+    plain.load_state_dict({k: v for k, v in enc.state_dict().items()
+                           if not k.startswith("where_")})
+    with torch.no_grad():
+        region, states = enc(feats, tokens, boxes, masks, types, valid)
+        region0, states0 = plain(feats, tokens, boxes, masks, types, valid)
+    torch.testing.assert_close(states, states0)
+    torch.testing.assert_close(region, region0 + got[:, :, None, :].detach())
+    # a padding prompt stays zero
+    valid[0, 1] = False
+    with torch.no_grad():
+        region, _ = enc(feats, tokens, boxes, masks, types, valid)
+    assert region[0, 1].abs().sum() == 0
+    region, _ = enc(feats, tokens, boxes, masks, types, torch.ones(1, 4, dtype=torch.bool))
+    region.sum().backward()
+    assert enc.where_row.weight.grad[[0, 1, 3]].abs().sum() > 0
+    assert enc.where_row.weight.grad[2].abs().sum() == 0  # no prompt in row 2
+    with pytest.raises(ValueError, match="where_bins must be >= 0, got -1"):
+        _encoder(where_bins=-1)

@@ -67,6 +67,8 @@ def test_recipe_model_config_and_sources():
     dm = default.model_config().mask  # scenes, and the prompts' region masks in the decoder
     assert dm.prompt_map and dm.position_cells  # the prompts' region masks, the ninths' bumps
     assert not (cfg.mask.prompt_map or cfg.mask.position_cells)
+    assert default.model_config().prompt.where_bins == 8 and cfg.prompt.where_bins == 0
+    assert dataclasses.replace(default.model_config().prompt, where_bins=0) == cfg.prompt
     assert dataclasses.replace(dm, prompt_map=False, position_cells=False) == cfg.mask
     assert default.scenes.scenes > tiny.scenes.scenes and default.train.steps > tiny.train.steps
     assert dataclasses.replace(default.scenes, scenes=tiny.scenes.scenes) == tiny.scenes
