@@ -160,12 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenes < 1:
         parser.error(f"--scenes must be >= 1, got {args.scenes}")
-    path = Path(args.checkpoint)
-    if (path / "model" / "config.json").is_file():
-        path = path / "model"
-    if not (path / "config.json").is_file():
-        parser.error(f"--checkpoint {args.checkpoint}: no EarthX model there (config.json missing "
-                     "in it and in its model/ folder)")
+    from training.eval import model_dir
+
+    path = model_dir(parser, args.checkpoint)
     report = calibrate(path, scenes=args.scenes, write=not args.dry_run)
     print(format_report(report))
     verb = "would set" if args.dry_run else "set"

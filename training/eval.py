@@ -110,6 +110,18 @@ def _scene_spec(model_dir: Path):
                          f"{sorted(scenes)} ({exc})") from None
 
 
+def model_dir(parser: argparse.ArgumentParser, checkpoint: str) -> Path:
+    """--checkpoint's model directory: the path itself, or its model/ folder (a training output
+    directory); a parser error where neither holds a config.json."""
+    path = Path(checkpoint)
+    if (path / "model" / "config.json").is_file():
+        path = path / "model"
+    if not (path / "config.json").is_file():
+        parser.error(f"--checkpoint {checkpoint}: no EarthX model there (config.json missing in "
+                     "it and in its model/ folder)")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,13 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scenes < 1:
         parser.error(f"--scenes must be >= 1, got {args.scenes}")
-    path = Path(args.checkpoint)
-    if (path / "model" / "config.json").is_file():
-        path = path / "model"
+    path = model_dir(parser, args.checkpoint)
     spec = _scene_spec(path)
-    if not (path / "config.json").is_file():
-        parser.error(f"--checkpoint {args.checkpoint}: no EarthX model there (config.json missing "
-                     "in it and in its model/ folder)")
     from earthx_sdk.modeling.model import EarthXModel
 
     report = evaluate(EarthXModel.load(path), scenes=args.scenes, spec=spec)

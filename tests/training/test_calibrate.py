@@ -106,3 +106,15 @@ def test_sweep_follows_a_shift_of_the_logits(monkeypatch, tmp_path):
     assert json.loads((tmp_path / "model" / "calibration.json").read_text())["threshold"] == \
         out["threshold"]
     assert not list((tmp_path / "model").glob("*.tmp"))
+
+
+def test_cli_refuses_what_is_not_a_model(tmp_path, capsys):
+    from training.calibrate import main
+
+    for argv in (["--checkpoint", str(tmp_path)], ["--checkpoint", str(tmp_path), "--scenes",
+                                                    "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "no EarthX model there" in err and "--scenes must be >= 1, got 0" in err
