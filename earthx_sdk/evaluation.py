@@ -123,13 +123,13 @@ def synthetic(model, spec, scenes: int = SCENES, log=None) -> dict:
                 continue
             a = acc.setdefault(sensor, {"cls_pred": [], "cls_gt": [], "seg_pred": [],
                                         "seg_gt": [], "cap": []})
-            # the tasks python -m training.eval draws, so both see the same questions and
-            # prompts (captions are drawn and not asked here)
             # region captions from a second rng, so the first one's sequence stays training.eval's
             for sample in samples_for(rec, tasks=("region_caption",), rng=cap_rng):
                 r = model.ask(rec.image, sample["question"], sample["prompts"], sensor=sensor,
                               max_new_tokens=24)
                 a["cap"].append((r.text, sample["answer"], sample["prompts"][0].kind))
+            # the tasks python -m training.eval draws, so both see the same questions and
+            # prompts (captions are drawn and not asked here)
             for sample in samples_for(rec, tasks=("region_class", "refer_seg", "caption"),
                                       rng=rng):
                 if sample["task"] == "caption":

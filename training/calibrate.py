@@ -48,6 +48,7 @@ def sweep(model, scenes: int = SCENES, spec=None, thresholds=THRESHOLDS,
     """
     import torch
 
+    from earthx_sdk.demo import mask_iou
     from earthx_sdk.ops.masks import postprocess_masks
     from training.recipes import SceneSpec
     from training.synthetic import render_scene
@@ -81,8 +82,7 @@ def sweep(model, scenes: int = SCENES, spec=None, thresholds=THRESHOLDS,
                                                  t)[0] > 0
                     else:
                         pred = np.zeros_like(truth)
-                    union = np.count_nonzero(pred | truth)
-                    row.append(np.count_nonzero(pred & truth) / union if union else 1.0)
+                    row.append(mask_iou(pred, truth))
                 ious[sample["task"]].setdefault(sensor, []).append(row)
     every = [row for by_sensor in ious.values() for rows in by_sensor.values() for row in rows]
     return {"thresholds": thresholds,
