@@ -93,3 +93,42 @@ def load_checkpoint(path: str | Path, model, opt: torch.optim.Optimizer,
     state = json.loads((path / "state.json").read_text())
     torch.set_rng_state(torch.tensor(state.pop("rng")["torch"], dtype=torch.uint8))
     return state
+
+
+def init_from(model, path: str | Path) -> list[str]:
+    """Starts `model` from the weights of the EarthX model directory `path` (a recipe that
+    continues another recipe's model). Every tensor of the file must be one of `model`'s, with
+    its shape, and the tokenizers must be the same; the tensors `model` has beyond the file's
+    (what the continuing recipe adds) keep their initialization.
+
+    Returns:
+        the names of those added tensors.
+
+    Raises:
+        FileNotFoundError: `path` is not an EarthX model directory (the missing file is named).
+        ValueError: a tensor of the file is not the model's, or has another shape, or the
+            tokenizers differ (the message names it).
+    """
+    path = Path(path)
+    for name in ("model.safetensors", "tokenizer.json"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path} is not an EarthX model directory: {name} missing")
+    tensors = load_file(str(path / "model.safetensors"))
+    own = model.state_dict()
+    foreign = sorted(set(tensors) - set(own))
+    if foreign:
+        raise ValueError(f"--init {path}: the model being trained has no tensor {foreign[0]!r} "
+                         f"({len(foreign)} such in all); it must be a model of the recipe this "
+                         f"one continues")
+    for name, t in tensors.items():
+        if tuple(t.shape) != tuple(own[name].shape):
+            raise ValueError(f"--init {path}: tensor {name!r} must have shape "
+                             f"{tuple(own[name].shape)}, got {tuple(t.shape)}")
+    from earthx_sdk.tokenizer import EarthXTokenizer
+
+    if EarthXTokenizer.from_dir(path).to_str() != model.tokenizer.to_str():
+        raise ValueError(f"--init {path}: its tokenizer.json differs from the tokenizer of the "
+                         f"model being trained")
+    model.load_state_dict(tensors, strict=False)
+    loaded = {own[name].data_ptr() for name in tensors}  # tied tensors count as loaded
+    return sorted(n for n in own if n not in tensors and own[n].data_ptr() not in loaded)

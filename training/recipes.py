@@ -46,6 +46,8 @@ class Recipe:
         mask: MaskDecoderConfig fields to set in the trained model, as (name, value) pairs
             (e.g. ("text_tokens", True): the decoder also reads the prompt's text-token states).
         prompt: PromptEncoderConfig fields to set, likewise.
+        init: the recipe whose trained model this one continues (`python -m training --init`
+            names that model's directory), or None for one that starts from scratch.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Recipe:
     scenes: SceneSpec | None = None
     mask: tuple[tuple[str, object], ...] = ()
     prompt: tuple[tuple[str, object], ...] = ()
+    init: str | None = None
 
     def model_config(self):
         """The EarthXConfig the recipe trains: its preset, with the `mask` and `prompt` fields

@@ -86,7 +86,7 @@ class TorchPrompt:
         for block in enc.blocks:  # all prompts valid: attention among all of them
             x = block(x, image, None)
         states = enc.norm(x)  # [1, R, D]
-        region = enc.out_proj(states[:, :, None, :] + enc.token_offsets)  # [1, R, n, hidden]
+        region = enc.region_tokens(states, b)  # [1, R, n, hidden], with where_bins' term
         return _np(region[0]), states[0]
 
 

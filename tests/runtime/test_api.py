@@ -296,3 +296,39 @@ def test_model_spec_reads_the_threshold():
     assert ModelSpec.from_config(d, {}, {}).mask_threshold == -3.5
     del d["mask"]["threshold"]  # a bundle exported before the field: 0.0
     assert ModelSpec.from_config(d, {}, {}).mask_threshold == 0.0
+
+
+def test_torch_prompt_stage_adds_the_where_bins_term(tmp_path, imgs, monkeypatch):
+    """The torch backend's prompt stage gives PromptEncoder's region tokens, the prompt-position
+    embeddings of where_bins included (it once left them out: the LLM never saw the place)."""
+    import dataclasses
+
+    from earthx_sdk import EarthX
+    from earthx_sdk.modeling.config import EarthXConfig
+    from earthx_sdk.modeling.model import EarthXModel
+
+    cfg = EarthXConfig.from_name("tiny")
+    torch.manual_seed(0)
+    model = EarthXModel(dataclasses.replace(cfg, prompt=dataclasses.replace(cfg.prompt,
+                                                                            where_bins=3))).eval()
+    with torch.no_grad():  # a term far larger than the rest, so leaving it out shows
+        model.prompt_encoder.where_row.weight.normal_(std=3.0)
+        model.prompt_encoder.where_col.weight.normal_(std=3.0)
+    model.save(tmp_path / "m")
+    m = EarthX.load(tmp_path / "m", backend="torch", device="cpu")
+    seen = []
+    run = m.engine.prompt.run
+
+    def record(*args):
+        seen.append(run(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(m.engine.prompt, "run", record)
+    text, prompts = "Describe the region <region>.", [Box(4, 60, 30, 100)]
+    m.ask(imgs["optical"], text, prompts, sensor="optical", max_new_tokens=1)
+    s = model.processor.encode(imgs["optical"], "optical", text, prompts=prompts)
+    with torch.no_grad():
+        want, _ = model.encode_prompts(model.encode_images([s])[0], s)
+        where = model.prompt_encoder.where(torch.from_numpy(s.boxes)[None])[0]
+    np.testing.assert_allclose(np.asarray(seen[0][0]), want.numpy(), atol=1e-4)
+    assert float(where.abs().max()) > 1.0
