@@ -1,10 +1,12 @@
 """The embedded default model and the sample scenes, rebuilt from a checkout.
 
-    python -m export.default_model --train OUT [--recipe earthx-tiny] [--steps N]
+    python -m export.default_model --train OUT [--recipe earthx-tiny-tune] [--steps N] [--threads N]
     python -m export.default_model --checkpoint DIR
     python -m export.default_model --samples [--checkpoint DIR]
 
-The chain: train (`python -m training --recipe RECIPE --out OUT`, skipped with --checkpoint) ->
+The chain: train (`python -m training --recipe R --out OUT/R [--init ...]` for the recipe and
+each one it continues: earthx-tiny, then earthx-tiny-place, then earthx-tiny-tune; skipped with
+--checkpoint) ->
 export (`export.pipeline.export_bundle`: onnxruntime graphs, int8 LLM) -> the bundle replaces
 `earthx_sdk/assets/default/` (with `training.json`: the recipe, scenes and last training row)
 -> the sample scenes `earthx_sdk/assets/samples/` are regenerated for the recipe's scene spec ->
@@ -37,6 +39,7 @@ ASSETS = ROOT / "earthx_sdk" / "assets"
 SAMPLE_SEED = 200_000
 SAMPLE_SENSORS = ("optical", "sar", "infrared")
 ASSET_LIMIT = 30 * 2**20  # bytes committed under earthx_sdk/assets
+DEFAULT_RECIPE = "earthx-tiny-tune"  # the embedded model's last stage
 _PREFER = ("airplane", "ship", "building", "storage tank", "vehicle", "tree")  # demo targets
 _MIN_AREA = 80  # pixels of a demo target at 224 px (scaled with the scene's area)
 
@@ -231,6 +234,28 @@ def install_bundle(checkpoint: Path, llm: str = "int8", provisional: bool = Fals
     return dest
 
 
+def train_chain(recipe: str, out: Path, steps: int | None = None,
+                threads: int | None = None) -> Path:
+    """Trains `recipe` and the recipes it continues (training.recipes.recipe_chain), each by
+    `python -m training` into OUT/<recipe name>, each stage starting from the previous one's
+    model; a stage whose OUT/<name>/model exists is not trained again. Returns the last model
+    directory."""
+    from training.recipes import recipe_chain
+
+    model = None
+    for r in recipe_chain(recipe):
+        stage = out / r.name
+        if not (stage / "model" / "config.json").is_file():
+            cmd = [sys.executable, "-m", "training", "--recipe", r.name, "--out", str(stage)]
+            cmd += ["--init", str(model)] if model is not None else []
+            cmd += ["--steps", str(steps)] if steps else []
+            cmd += ["--threads", str(threads)] if threads else []
+            print("+ " + " ".join(cmd), file=sys.stderr)
+            subprocess.run(cmd, check=True, cwd=ROOT)
+        model = stage / "model"
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.default_model",
                                 description=__doc__.split("\n\n")[1],
@@ -241,18 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--checkpoint", type=Path, help="a trained model directory (OUT/model)")
     p.add_argument("--samples", action="store_true",
                    help="only regenerate the sample scenes (for --checkpoint's scene spec)")
-    p.add_argument("--recipe", default="earthx-tiny", help="recipe of --train")
-    p.add_argument("--steps", type=int, help="--train: override the recipe's steps")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE,
+                   help="recipe of --train (with the recipes it continues, each before it)")
+    p.add_argument("--steps", type=int, help="--train: override every stage's steps")
+    p.add_argument("--threads", type=int,
+                   help="--train: torch threads of every stage (the shipped model: 1)")
     p.add_argument("--llm", default="int8", choices=("fp32", "int8", "int4"))
     p.add_argument("--provisional", action="store_true",
                    help="mark the bundle as a stand-in for the final model (see install_bundle)")
     args = p.parse_args(argv)
     if args.train is not None:
-        cmd = [sys.executable, "-m", "training", "--recipe", args.recipe, "--out",
-               str(args.train)] + (["--steps", str(args.steps)] if args.steps else [])
-        print("+ " + " ".join(cmd), file=sys.stderr)
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        checkpoint = args.train / "model"
+        checkpoint = train_chain(args.recipe, args.train, args.steps, args.threads)
     else:
         checkpoint = args.checkpoint
         if (checkpoint / "model" / "config.json").is_file():

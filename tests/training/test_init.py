@@ -79,3 +79,49 @@ def test_training_cli_continues_a_model(tmp_path, monkeypatch):
     a = trained.state_dict()["mask_decoder.mask_token"]
     b = base.state_dict()["mask_decoder.mask_token"]
     assert 0 < (a - b).abs().max() < 0.05
+
+
+def test_recipe_chain_and_the_default_models_stages(tmp_path, monkeypatch):
+    """The embedded model is trained in three stages, each from the previous one's model."""
+    import subprocess
+
+    from export import default_model
+    from training import recipes
+
+    names = [r.name for r in recipes.recipe_chain("earthx-tiny-tune")]
+    assert names == ["earthx-tiny", "earthx-tiny-place", "earthx-tiny-tune"]
+    assert [r.name for r in recipes.recipe_chain("earthx-tiny")] == ["earthx-tiny"]
+    loop = recipes.Recipe("loop", "tiny", recipes.TINY_TRAIN, lambda: {}, init="loop")
+    monkeypatch.setitem(recipes.RECIPES, "loop", loop)
+    with pytest.raises(ValueError, match="init chain loops at 'loop'"):
+        recipes.recipe_chain("loop")
+    # the later stages tell the LLM where the prompt is, and keep the first stage's decoder
+    place, tune = recipes.get_recipe("earthx-tiny-place"), recipes.get_recipe("earthx-tiny-tune")
+    first = recipes.get_recipe("earthx-tiny").model_config()
+    for r in (place, tune):
+        cfg = r.model_config()
+        assert cfg.prompt.where_bins == 9 and cfg.mask == first.mask
+        assert dataclasses.replace(cfg.prompt, where_bins=0) == first.prompt
+        assert r.scenes == recipes.get_recipe("earthx-tiny").scenes and "vision" in r.train.freeze
+    assert dict(place.train.mixture) == {"region_caption": 1.0}
+    assert {"prompt_encoder.where_row", "prompt_encoder.where_col"} <= set(tune.train.freeze)
+
+    calls = []
+
+    def fake_run(cmd, check, cwd):  # records the command, writes the stage's model
+        calls.append(cmd[cmd.index("training") + 1:])
+        out = tmp_path / "runs" / cmd[cmd.index("--recipe") + 1] / "model"
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    (tmp_path / "runs" / "earthx-tiny" / "model").mkdir(parents=True)  # done before: skipped
+    (tmp_path / "runs" / "earthx-tiny" / "model" / "config.json").write_text("{}")
+    last = default_model.train_chain("earthx-tiny-tune", tmp_path / "runs", threads=1)
+    runs = tmp_path / "runs"
+    assert calls == [
+        ["--recipe", "earthx-tiny-place", "--out", str(runs / "earthx-tiny-place"), "--init",
+         str(runs / "earthx-tiny" / "model"), "--threads", "1"],
+        ["--recipe", "earthx-tiny-tune", "--out", str(runs / "earthx-tiny-tune"), "--init",
+         str(runs / "earthx-tiny-place" / "model"), "--threads", "1"]]
+    assert last == runs / "earthx-tiny-tune" / "model"
