@@ -84,7 +84,9 @@ class PromptEncoderConfig:
     # the prompt states held it (53 %): the Fourier code reached the decoder's states, not the LLM.
     # With 8 bins (and region captions asked 4x as often; 18000 steps) it named the place in
     # 22-44 % of validation captions per prompt kind, against 3-16 %, but its referring gIoU fell
-    # 0.01-0.02 on three sensors: not in the earthx-tiny recipe yet (training.recipes).
+    # 0.01-0.02 on three sensors. The embedded model gets 9 bins (three per third: no bin
+    # straddles two ninths) in two short stages after earthx-tiny, the first on region captions
+    # alone (training.recipes: earthx-tiny-place, earthx-tiny-tune).
     where_bins: int = 0
 
 
