@@ -6,10 +6,7 @@ per-request machinery (`ImageState`, `run_request`) is shared with `earthx_sdk.a
 calls take the image each time and find its features in a cache.
 
 Large scenes: `segment` on an image whose longer side exceeds `Options.tile_size` runs tiled
-(`ops.tiling.tile_grid`, `stitch_masks`): each tile is preprocessed and encoded on its own, prompts
-are shifted into the tiles they touch (a tile no prompt touches is not run), and the per-tile
-masks are stitched into one mask of the whole image per prompt (or per referring text, run on every
-tile). `ask` sees the whole scene resized to the model input.
+(`earthx_sdk.tiled`); `ask` sees the whole scene resized to the model input.
 
 Thread safety: an ImageState serves many threads (its views are computed under a lock, once);
 a request's LLM state is its own.
@@ -30,13 +27,7 @@ from earthx_sdk.ops.masks import check_threshold
 from earthx_sdk.processor import text_positions
 from earthx_sdk.prompts import (
     PROMPT_CLASSES,
-    Box,
-    Mask,
-    Point,
-    Polygon,
     Prompt,
-    Scribble,
-    check_in_image,
 )
 from earthx_sdk.result import Result, StageTiming, new_timings
 from earthx_sdk.runtime import phrasing
@@ -220,7 +211,7 @@ def _check_prompts(prompts) -> list:
     return out
 
 
-def _check_regions(question: str, history, prompts: list) -> None:
+def _checkregions(question: str, history, prompts: list) -> None:
     n = question.count("<region>") + sum(q.count("<region>") + (a or "").count("<region>")
                                          for q, a in history)
     if n != len(prompts):
@@ -230,7 +221,8 @@ def _check_regions(question: str, history, prompts: list) -> None:
                          f"prompt(s): each prompt needs exactly one <region>{hint}")
 
 
-def _regions(prompts: list, hw: tuple[int, int]) -> list[dict]:
+def regions(prompts: list, hw: tuple[int, int]) -> list[dict]:
+    """Result.regions of a request's prompts on an (H, W) image."""
     h, w = hw
     out = []
     for k, p in enumerate(prompts):
@@ -267,7 +259,7 @@ def run_request(state: ImageState, question: str, prompts: list, *,
     check_sampling(max_new_tokens, temperature)
     if not isinstance(question, str):
         raise TypeError(f"text must be a str, got {type(question).__name__}")
-    _check_regions(question, history, prompts)
+    _checkregions(question, history, prompts)
     eng = state.engine
     tok = eng.tokenizer
     view, fresh = state.view(box)
@@ -363,25 +355,27 @@ def finish(state: ImageState, part: _Partial, prompts: list, threshold: float) -
         info = part.view.info
         binary = postprocess_masks(part.mask_logits, info.size, info.resized_hw, info.orig_hw,
                                    threshold)  # [Q, H, W]
-        masks = [_rle_str(r) for r in rle_encode(binary)]
+        masks = [rle_str(r) for r in rle_encode(binary)]
         scores = [float(s) for s in part.scores]
         tm["postprocess"] = StageTiming(time.perf_counter() - t0, "native:_C", "fp32", "ran", 1)
-    return Result(tok.decode_answer(part.token_ids), part.token_ids, _regions(prompts, state.hw),
+    return Result(tok.decode_answer(part.token_ids), part.token_ids, regions(prompts, state.hw),
                   masks, scores, tm, state.sensor, state.hw, state.image.geo,
-                  _backend(state.engine), int(part.view.info.invalid_pixels or 0))
+                  backend_info(state.engine), int(part.view.info.invalid_pixels or 0))
 
 
-def _rle_str(rle: dict) -> dict:
+def rle_str(rle: dict) -> dict:
+    """A COCO RLE with JSON-able fields (counts as str)."""
     c = rle["counts"]
     return {"size": [int(v) for v in rle["size"]],
             "counts": c.decode("ascii") if isinstance(c, bytes) else c}
 
 
-def _backend(eng: Engine) -> dict:
+def backend_info(eng: Engine) -> dict:
+    """Result.backend: the engine's name and what each of its stages runs on."""
     return {"name": eng.name, **eng.describe()}
 
 
-def _accumulate(total: dict[str, StageTiming], part: dict[str, StageTiming]) -> None:
+def accumulate(total: dict[str, StageTiming], part: dict[str, StageTiming]) -> None:
     """Adds one request's stage timings into a total (a stage ran if it ran in any)."""
     for k, t in part.items():
         acc = total[k]
@@ -399,103 +393,6 @@ def drain(gen: Iterator[int]):
             next(gen)
         except StopIteration as stop:
             return stop.value
-
-
-# ------------------------------------------------------------------------------------------------
-# tiling
-# ------------------------------------------------------------------------------------------------
-
-def shift_prompt(p: Prompt, box) -> Prompt | None:
-    """Prompt p in the coordinates of tile box (y0, x0, y1, x1), or None when it does not touch
-    the tile."""
-    y0, x0, y1, x1 = (int(v) for v in box)
-    if isinstance(p, Mask):
-        crop = p.mask[y0:y1, x0:x1]
-        return Mask(np.ascontiguousarray(crop)) if crop.any() else None
-    bx0, by0, bx1, by1 = p.bbox()
-    if bx1 < x0 or by1 < y0 or bx0 > x1 or by0 > y1:
-        return None
-    if isinstance(p, Point):
-        return replace(p, x=p.x - x0, y=p.y - y0)
-    if isinstance(p, Box):
-        return Box(p.x0 - x0, p.y0 - y0, p.x1 - x0, p.y1 - y0)
-    if isinstance(p, Polygon):
-        return Polygon(tuple((x - x0, y - y0) for x, y in p.vertices))
-    if isinstance(p, Scribble):
-        return Scribble(tuple((x - x0, y - y0) for x, y in p.points), p.width)
-    raise TypeError(f"prompt must be a Point, Box, Polygon, Scribble or Mask, got "
-                    f"{type(p).__name__}")
-
-
-def segment_tiled(state: ImageState, jobs: list[tuple[str, list]], *, max_new_tokens: int,
-                  temperature: float, seed: int | None, forced: Sequence[int],
-                  progress: Callable[[int, int], None] | None = None) -> Result:
-    """Runs each (question, prompts) job on every tile it touches; stitches one mask per job.
-
-    A job's mask is the first `<seg>` of each tile's answer; tiles that gave no mask count as
-    background where they ran, and pixels no tile of the job ran on are background.
-    """
-    from earthx_sdk.ops.masks import postprocess_masks, rle_encode
-    from earthx_sdk.ops.tiling import stitch_masks
-
-    k = 0
-    for _, prompts in jobs:  # against the whole image first: no tile would touch such a prompt
-        for p in prompts:
-            check_in_image(p, state.hw, k)
-            k += 1
-    grid = state.tiles()
-    tm = new_timings()
-    plan = []
-    for qi, (question, prompts) in enumerate(jobs):
-        for b in grid:
-            shifted = [shift_prompt(p, b) for p in prompts]
-            if prompts and any(s is None for s in shifted):
-                continue  # the tile misses a prompt of the job
-            plan.append((qi, b, question, shifted))
-    h, w = state.hw
-    per_job: list[list] = [[] for _ in jobs]
-    texts: list[list[int]] = [[] for _ in jobs]
-    for done, (qi, b, question, shifted) in enumerate(plan):
-        part = drain(run_request(state, question, shifted, max_new_tokens=max_new_tokens,
-                                 temperature=temperature, seed=seed, forced=forced,
-                                 box=tuple(b)))
-        _accumulate(tm, part.timings)
-        t0 = time.perf_counter()
-        th, tw = int(b[2] - b[0]), int(b[3] - b[1])
-        if part.mask_logits is not None:
-            info = part.view.info
-            m = postprocess_masks(part.mask_logits[:1], info.size, info.resized_hw, (th, tw),
-                                  state.options.mask_threshold)[0]
-            score = float(part.scores[0])
-        else:
-            m, score = np.zeros((th, tw), np.uint8), None
-        per_job[qi].append((b, m, score))
-        texts[qi] = part.token_ids
-        tm["postprocess"].add(time.perf_counter() - t0)
-        tm["postprocess"].backend, tm["postprocess"].precision = "native:_C", "fp32"
-        if progress is not None:
-            progress(done + 1, len(plan))
-    masks, scores = [], []
-    t0 = time.perf_counter()
-    overlap = state.options.tile_overlap
-    for runs in per_job:
-        if not runs:
-            full = np.zeros((h, w), np.uint8)
-            score = 0.0
-        else:
-            boxes = np.stack([r[0] for r in runs]).astype(np.int64)
-            full = stitch_masks(np.stack([r[1] for r in runs]), boxes, (h, w), overlap)
-            got = [r[2] for r in runs if r[2] is not None]
-            score = float(np.mean(got)) if got else 0.0
-        masks.append(_rle_str(rle_encode(full)))
-        scores.append(score)
-    tm["postprocess"].add(time.perf_counter() - t0, 0)
-    tok = state.engine.tokenizer
-    text = " ".join(tok.decode_answer(t) for t in texts)
-    all_prompts = [p for _, ps in jobs for p in ps]
-    ids = texts[0] if len(texts) == 1 else [i for t in texts for i in t]
-    return Result(text, ids, _regions(all_prompts, state.hw), masks, scores, tm, state.sensor,
-                  state.hw, state.image.geo, _backend(state.engine), 0, len(plan))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -640,6 +537,8 @@ class Predictor:
                 raise ValueError("segment: a large scene runs tiled, where a text with <region> "
                                  "cannot follow its prompts from tile to tile; pass the prompts "
                                  "alone, or a referring text alone")
+            from earthx_sdk.tiled import segment_tiled
+
             return segment_tiled(st, jobs, max_new_tokens=max_new_tokens,
                                  temperature=temperature, seed=seed, forced=forced,
                                  progress=progress)
@@ -666,8 +565,8 @@ def merge(results: list[Result], prompts: list) -> Result:
     first = results[0]
     tm = new_timings()
     for r in results:
-        _accumulate(tm, r.timings)
+        accumulate(tm, r.timings)
     return Result(" ".join(r.text for r in results), [i for r in results for i in r.token_ids],
-                  _regions(prompts, first.image_hw), [m for r in results for m in r.masks],
+                  regions(prompts, first.image_hw), [m for r in results for m in r.masks],
                   [s for r in results for s in r.scores], tm, first.sensor, first.image_hw,
                   first.geo, first.backend, first.invalid_pixels, 1)

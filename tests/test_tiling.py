@@ -463,3 +463,27 @@ def test_native_checks_inputs(fn, values, boxes, hw, overlap, exc, match):
     boxes = np.asarray(boxes, dtype=np.int64) if isinstance(boxes, list) else boxes
     with pytest.raises(exc, match=match):
         getattr(_ext.native(), fn)(values, boxes, hw[0], hw[1], overlap)
+
+
+def test_shift_prompt_moves_each_kind_into_the_tile_or_drops_it():
+    from earthx_sdk.prompts import Box, Mask, Point, Polygon, Scribble
+    from earthx_sdk.tiled import shift_prompt
+
+    tile = (10, 20, 50, 60)  # y0, x0, y1, x1
+    assert shift_prompt(Point(25, 15), tile) == Point(5, 5)
+    assert shift_prompt(Box(22, 12, 30, 40), tile) == Box(2, 2, 10, 30)
+    assert shift_prompt(Polygon(((21, 11), (30, 11), (30, 20))), tile).vertices == \
+        ((1, 1), (10, 1), (10, 10))
+    s = shift_prompt(Scribble(((20, 10), (40, 30)), 3), tile)
+    assert s.points == ((0, 0), (20, 20)) and s.width == 3
+    assert shift_prompt(Point(5, 5), tile) is None  # left of and above the tile
+    assert shift_prompt(Box(61, 0, 70, 5), tile) is None
+    m = np.zeros((64, 64), bool)
+    m[12:14, 22:25] = True
+    crop = shift_prompt(Mask(m), tile)
+    assert crop.mask.shape == (40, 40) and crop.mask[2:4, 2:5].all() and crop.mask.sum() == 6
+    m[:] = False
+    m[0:5, 0:5] = True
+    assert shift_prompt(Mask(m), tile) is None  # the mask has no pixel in the tile
+    with pytest.raises(TypeError, match="prompt must be a Point, Box"):
+        shift_prompt("a box", tile)
