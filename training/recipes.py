@@ -332,7 +332,7 @@ DEFAULT_TRAIN = dataclasses.replace(TINY_TRAIN, steps=18000)
 # the prompt's ninth in the prompt states, 53 %, not in the region tokens, 16 %). The last row
 # (PromptEncoderConfig.where_bins, captions asked 4x as often) began to name places (22-44 %
 # per prompt kind on validation captions, against 3-16 %) at the cost of gIoU, so it is not
-# taken; training it longer is the next thing to try.
+# taken; the two stages below teach the place without that cost.
 # Two short stages after earthx-tiny teach its LLM to say where a prompted region is. In them the
 # prompt's place reaches the LLM directly (PromptEncoderConfig.where_bins: 9 bins across the
 # square, three per third, so a bin never straddles two of the ninths the captions name) and the
@@ -345,11 +345,13 @@ DEFAULT_TRAIN = dataclasses.replace(TINY_TRAIN, steps=18000)
 # - earthx-tiny-tune: the earthx-tiny mixture again (region captions at 2, referring
 #   segmentation at 8), the position embeddings frozen, a tenth of earthx-tiny's rate: SS and gIoU
 #   came back to earthx-tiny's and the places stayed (75-100 %).
-# Measured 2026-12-06 (evening; 2 CPU cores, `--threads 1`, two runs side by side: the place
-# stage 4 min, the tune stage 10 min). `python -m training.eval` on 24 held-out scenes (SS then
-# gIoU, optical / multispectral / SAR / infrared); validation (48 scenes from 300000): captions'
-# place right per prompt kind (point / box / polygon / scribble / mask, 32 each) and the
-# single-object referring masks (169 phrases: mean IoU, share >= 0.5):
+# Measured 2026-12-06 (evening; 2 CPU cores, `--threads 1`; the chain run alone by `python -m
+# export.default_model --train`: the place stage 2 min 9 s of steps, the tune stage 7 min 49 s,
+# each plus about a minute of samples and half a minute of calibration; both stages' models came
+# out byte-identical to the exploratory runs of the taken row). `python -m training.eval` on 24
+# held-out scenes (SS then gIoU, optical / multispectral / SAR / infrared); validation (48
+# scenes from 300000): captions' place right per prompt kind (point / box / polygon / scribble /
+# mask, 32 each) and the single-object referring masks (169 phrases: mean IoU, share >= 0.5):
 # | run                           | SS                   | gIoU                | place   | one     |
 # | earthx-tiny alone (-2.5)      | .991/.994/1.000/.982 | .632/.642/.704/.655 | .09-.16 | .57/.62 |
 # | place stage alone (-2.5)      | .798/.783/.728/.714  | .591/.593/.614/.488 | .75-1.0 | -       |
