@@ -360,6 +360,8 @@ DEFAULT_TRAIN = dataclasses.replace(TINY_TRAIN, steps=18000)
 # |   the same, 6000 steps (-3)   | .991/1.000/1.000/.982| .636/.649/.708/.671 | .75-1.0 | .57/.60 |
 # |   mask decoder at 1x (-2.5)   | .991/1.000/1.000/.977| .632/.645/.710/.663 | .75-1.0 | .57/.60 |
 # |   vision trained, no aux (-3) | .985/1.000/1.000/.984| .633/.648/.712/.670 | .75-1.0 | .57/.60 |
+# |   mask loss weight 4 (-3)     | .991/1.000/1.000/.977| .637/.651/.711/.671 | .75-1.0 | .57/.62 |
+# |   rate 3e-4 (-3)              | .991/.991/1.000/.977 | .637/.650/.713/.674 | .75-1.0 | .57/.61 |
 # (the fifth row is taken: the best share of single-object masks >= 0.5 on validation; the
 # figure in parentheses is each run's calibrated threshold.)
 # (place: the point prompts are the hardest, .75; a point near a third's border often sits in
