@@ -211,7 +211,7 @@ def _check_prompts(prompts) -> list:
     return out
 
 
-def _checkregions(question: str, history, prompts: list) -> None:
+def _check_regions(question: str, history, prompts: list) -> None:
     n = question.count("<region>") + sum(q.count("<region>") + (a or "").count("<region>")
                                          for q, a in history)
     if n != len(prompts):
@@ -259,7 +259,7 @@ def run_request(state: ImageState, question: str, prompts: list, *,
     check_sampling(max_new_tokens, temperature)
     if not isinstance(question, str):
         raise TypeError(f"text must be a str, got {type(question).__name__}")
-    _checkregions(question, history, prompts)
+    _check_regions(question, history, prompts)
     eng = state.engine
     tok = eng.tokenizer
     view, fresh = state.view(box)
