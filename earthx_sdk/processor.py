@@ -53,7 +53,8 @@ class Encoded:
         boxes: float32 [R, 4] prompt bounding boxes in model-input pixels (x0, y0, x1, y1).
         prompt_masks: float32 [R, M, M] rasterized prompts over the padded square.
         prompt_types: int64 [R] (earthx_sdk.prompts.TYPE_IDS).
-        target_masks: float32 [Q, S/4, S/4] one per <seg> of the answer, or None.
+        target_masks: float32 [Q, G, G] (G = Processor.mask_grid) one per <seg> of the answer,
+            or None.
     """
 
     pixels: np.ndarray
@@ -76,10 +77,18 @@ class Processor:
         num_image_tokens: visual tokens that replace `<image>`.
         region_tokens: tokens that replace each `<region>`.
         mask_resolution: M, side of the rasterized prompt masks.
+        mask_grid: side of the target masks (the mask decoder's output); None: S / 4.
+
+    Raises:
+        ValueError: mask_grid is not between 1 and image_size.
     """
 
     def __init__(self, tokenizer, image_size: int, num_image_tokens: int, region_tokens: int,
-                 mask_resolution: int):
+                 mask_resolution: int, mask_grid: int | None = None):
+        if mask_grid is not None and not 1 <= mask_grid <= image_size:
+            raise ValueError(f"Processor: mask_grid must be in [1, image_size {image_size}], "
+                             f"got {mask_grid}")
+        self._mask_grid = image_size // 4 if mask_grid is None else int(mask_grid)
         self.tokenizer = tokenizer
         self.image_size = image_size
         self.num_image_tokens = num_image_tokens
@@ -88,8 +97,9 @@ class Processor:
 
     @property
     def mask_grid(self) -> int:
-        """Side of the mask decoder's output (1/4 of the input)."""
-        return self.image_size // 4
+        """Side of the mask decoder's output and of the target masks (1/4 of the input unless
+        given)."""
+        return self._mask_grid
 
     def encode(self, image, sensor: str, question: str, answer: str | None = None,
                prompts: Sequence[Prompt] = (), target_masks: Sequence[np.ndarray] | None = None,

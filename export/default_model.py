@@ -1,12 +1,13 @@
 """The embedded default model and the sample scenes, rebuilt from a checkout.
 
-    python -m export.default_model --train OUT [--recipe earthx-tiny-tune] [--steps N] [--threads N]
+    python -m export.default_model --train OUT [--recipe earthx-tiny-refine] [--steps N]
+        [--threads N]
     python -m export.default_model --checkpoint DIR
     python -m export.default_model --samples [--checkpoint DIR]
 
 The chain: train (`python -m training --recipe R --out OUT/R [--init ...]` for the recipe and
-each one it continues: earthx-tiny, then earthx-tiny-place, then earthx-tiny-tune; skipped with
---checkpoint) ->
+each one it continues: earthx-tiny, then earthx-tiny-place, then earthx-tiny-tune, then
+earthx-tiny-refine; skipped with --checkpoint) ->
 export (`export.pipeline.export_bundle`: onnxruntime graphs, int8 LLM) -> the bundle replaces
 `earthx_sdk/assets/default/` (with `training.json`: the recipe, scenes and last training row)
 -> the sample scenes `earthx_sdk/assets/samples/` are regenerated for the recipe's scene spec ->
@@ -39,7 +40,7 @@ ASSETS = ROOT / "earthx_sdk" / "assets"
 SAMPLE_SEED = 200_000
 SAMPLE_SENSORS = ("optical", "sar", "infrared")
 ASSET_LIMIT = 30 * 2**20  # bytes committed under earthx_sdk/assets
-DEFAULT_RECIPE = "earthx-tiny-tune"  # the embedded model's last stage
+DEFAULT_RECIPE = "earthx-tiny-refine"  # the embedded model's last stage
 _PREFER = ("airplane", "ship", "building", "storage tank", "vehicle", "tree")  # demo targets
 _MIN_AREA = 80  # pixels of a demo target at 224 px (scaled with the scene's area)
 

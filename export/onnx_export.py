@@ -18,10 +18,12 @@ from export.wrappers import (
     MASK_INPUTS,
     MASK_OUTPUTS,
     MASK_PROMPT_INPUT,
+    MASK_STEM_INPUT,
     MASK_TEXT_INPUT,
     PROMPT_INPUTS,
     PROMPT_OUTPUTS,
     VISION_OUTPUTS,
+    VISION_STEM_OUTPUT,
     MaskDecoderOnnx,
     PromptEncoderOnnx,
     VisionOnnx,
@@ -77,10 +79,11 @@ def component_specs(model, sensor: str, channels: int, prompts: int = 3,
     model.eval()
     g = torch.Generator().manual_seed(seed)
     size = model.cfg.vision.image_size
-    vision = VisionOnnx(model.vision, sensor, channels)
+    refine = model.mask_decoder.refine
+    vision = VisionOnnx(model.vision, sensor, channels, stem=refine)
     pixels = torch.randn(1, channels, size, size, generator=g)
     with torch.no_grad():
-        tokens, image_tokens, dense, s4, s8 = vision(pixels)
+        tokens, image_tokens, dense, s4, s8, *stem = vision(pixels)
     pe = model.prompt_encoder
     pooled = torch.randn(1, prompts, sum(pe.feature_dims), generator=g)
     boxes = torch.sort(torch.rand(1, prompts, 4, generator=g) * size, dim=-1).values
@@ -98,8 +101,11 @@ def component_specs(model, sensor: str, channels: int, prompts: int = 3,
         m = pe.cfg.mask_resolution
         mask_inputs[MASK_PROMPT_INPUT] = (torch.rand(1, prompts, m, m, generator=g) > 0.7).float()
         mask_dynamic[MASK_PROMPT_INPUT] = {1: "R"}
+    if refine:
+        mask_inputs[MASK_STEM_INPUT] = stem[0]
+    vision_outputs = VISION_OUTPUTS + ((VISION_STEM_OUTPUT,) if refine else ())
     return [
-        Exported(f"vision_{sensor}_{channels}", vision, {"pixels": pixels}, VISION_OUTPUTS, {}),
+        Exported(f"vision_{sensor}_{channels}", vision, {"pixels": pixels}, vision_outputs, {}),
         Exported("prompt_encoder", PromptEncoderOnnx(pe),
                  dict(zip(PROMPT_INPUTS, (pooled, boxes, types, image_tokens), strict=True)),
                  PROMPT_OUTPUTS, {"pooled": {1: "R"}, "boxes": {1: "R"}, "types": {1: "R"}}),
@@ -130,7 +136,9 @@ def export_onnx(spec: Exported, path: str | Path) -> Path:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(spec.module.eval(), tuple(spec.inputs.values()), str(tmp),
+            # by keyword: the mask decoder's optional inputs (text, prompt masks, stem) may come
+            # without the ones before them
+            torch.onnx.export(spec.module.eval(), (), str(tmp), kwargs=dict(spec.inputs),
                               dynamo=True, opset_version=OPSET, input_names=list(spec.inputs),
                               output_names=list(spec.outputs),
                               dynamic_shapes=dynamic if spec.dynamic else None,

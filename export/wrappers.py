@@ -22,6 +22,9 @@ VISION_OUTPUTS = ("tokens", "image_tokens", "dense", "feature_s4", "feature_s8")
 """Output names of `VisionOnnx`: `feature_s4`/`feature_s8` are ConvNeXt stages 1 and 2, which are
 both the first two `region_pool` maps and the mask decoder's hires maps; the third region_pool map
 is `dense`."""
+VISION_STEM_OUTPUT = "stem"
+"""The vision graph's sixth output, for a model whose mask decoder has cfg.refine: the sensor
+stem's image [1, 3, S, S] (`VisionOutput.stem`)."""
 PROMPT_INPUTS = ("pooled", "boxes", "types", "image_tokens")
 PROMPT_OUTPUTS = ("region_embeds", "prompt_states")
 MASK_INPUTS = ("seg_hidden", "dense", "hires_s4", "hires_s8", "prompt_states")
@@ -33,6 +36,9 @@ MASK_PROMPT_INPUT = "prompt_masks"
 """The mask decoder's input for a decoder with cfg.prompt_map, after text_hidden where both are:
 the region masks of the prompts whose states are prompt_states [1, R, M, M] (M =
 PromptEncoderConfig.mask_resolution), the ones the runtime pooled the prompts with."""
+MASK_STEM_INPUT = "stem"
+"""The mask decoder's last input, for a decoder with cfg.refine: the vision graph's `stem`
+output [1, 3, S, S]."""
 MASK_OUTPUTS = ("mask_logits", "iou_pred")
 
 
@@ -43,12 +49,13 @@ class VisionOnnx(nn.Module):
         vision: the model's `VisionEncoder`.
         sensor: one of `SENSORS`.
         channels: a channel count the sensor accepts.
+        stem: also return the stem's image (a model whose mask decoder has cfg.refine).
 
     Raises:
         ValueError: unknown sensor, or a channel count the sensor does not accept.
     """
 
-    def __init__(self, vision: nn.Module, sensor: str, channels: int) -> None:
+    def __init__(self, vision: nn.Module, sensor: str, channels: int, stem: bool = False) -> None:
         super().__init__()
         allowed = vision.allowed_channels.get(sensor)
         if allowed is None:
@@ -58,11 +65,14 @@ class VisionOnnx(nn.Module):
                              f"got {channels}")
         self.vision, self.sensor, self.channels = vision, sensor, channels
         self.image_size = vision.cfg.image_size
+        self.stem = bool(stem)
 
     def forward(self, pixels: Tensor) -> tuple[Tensor, ...]:
-        """pixels [1, C, S, S] -> (tokens, image_tokens, dense, feature_s4, feature_s8)."""
+        """pixels [1, C, S, S] -> (tokens, image_tokens, dense, feature_s4, feature_s8) and, with
+        `stem`, the stem's image [1, 3, S, S]."""
         v = self.vision(pixels, self.sensor)
-        return v.tokens, v.image_tokens, v.dense, v.hires[0], v.hires[1]
+        out = (v.tokens, v.image_tokens, v.dense, v.hires[0], v.hires[1])
+        return out + (v.stem,) if self.stem else out
 
 
 class PromptEncoderOnnx(nn.Module):
@@ -114,11 +124,14 @@ class MaskDecoderOnnx(nn.Module):
 
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires_s4: Tensor, hires_s8: Tensor,
                 prompt_states: Tensor, text_hidden: Tensor | None = None,
-                prompt_masks: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                prompt_masks: Tensor | None = None,
+                stem: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """seg_hidden [1, Q, hidden], dense [1, Dv, g, g], hires maps, prompt_states [1, R, dim]
         (and text_hidden [1, T, hidden] for a decoder that reads the prompt's text; [1, T,
-        2 x hidden], state then input embedding, for one with cfg.text_embeddings; and
-        prompt_masks [1, R, M, M] for one with cfg.prompt_map)
-        -> mask_logits [1, Q, S/4, S/4], iou_pred [1, Q]."""
-        return self.decoder(seg_hidden, dense, [hires_s4, hires_s8], prompt_states, None,
-                            text_hidden, prompt_masks)
+        2 x hidden], state then input embedding, for one with cfg.text_embeddings;
+        prompt_masks [1, R, M, M] for one with cfg.prompt_map; the stem image [1, 3, S, S] for
+        one with cfg.refine)
+        -> mask_logits [1, Q, G, G] (G = S/4, or S/2 with cfg.refine), iou_pred [1, Q]."""
+        maps = [hires_s4, hires_s8] + ([stem] if stem is not None else [])
+        return self.decoder(seg_hidden, dense, maps, prompt_states, None, text_hidden,
+                            prompt_masks)

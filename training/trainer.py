@@ -63,6 +63,8 @@ class TrainConfig:
         seed: seeds the sampler and torch.
         mixture: (source, weight) pairs; sources not named get weight 0; empty = uniform.
         freeze: parameter-name prefixes to freeze ("vision.vit", "vision.convnext", "llm", ...).
+        train_only: parameter-name prefixes that alone train (every other parameter is frozen,
+            as by `freeze`); empty: no such limit.
         amp: "none" or "bf16" (autocast).
         grad_checkpointing: recompute the LLM's activations in backward.
         log_every: steps between metrics lines; save_every: steps between checkpoints (0: end).
@@ -87,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     mixture: tuple[tuple[str, float], ...] = ()
     freeze: tuple[str, ...] = ()
+    train_only: tuple[str, ...] = ()
     amp: str = "none"
     grad_checkpointing: bool = False
     log_every: int = 10
@@ -173,6 +176,15 @@ class MixedSampler:
         self.rng.bit_generator.state = state
 
 
+def _matching(names: Sequence[str], prefix: str, what: str) -> set[str]:
+    hits = {n for n in names if n == prefix or n.startswith(prefix + ".")}
+    if not hits:
+        tops = sorted({n.split(".")[0] for n in names} | {".".join(n.split(".")[:2])
+                                                         for n in names})
+        raise ValueError(f"{what}: {prefix!r} matches no parameter; components are {tops}")
+    return hits
+
+
 def freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
     """Sets requires_grad=False on parameters whose names start with a prefix.
 
@@ -180,15 +192,25 @@ def freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
         ValueError: a prefix matches no parameter (the message lists the top-level components).
     """
     names = [n for n, _ in model.named_parameters()]
-    for prefix in prefixes:
-        hits = [n for n in names if n == prefix or n.startswith(prefix + ".")]
-        if not hits:
-            tops = sorted({n.split(".")[0] for n in names} | {".".join(n.split(".")[:2])
-                                                             for n in names})
-            raise ValueError(f"freeze: {prefix!r} matches no parameter; components are {tops}")
-        for n, p in model.named_parameters():
-            if n in hits:
-                p.requires_grad_(False)
+    hits = set().union(*(_matching(names, prefix, "freeze") for prefix in prefixes))
+    for n, p in model.named_parameters():
+        if n in hits:
+            p.requires_grad_(False)
+
+
+def train_only(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
+    """Freezes every parameter whose name starts with none of `prefixes` (no-op when empty).
+
+    Raises:
+        ValueError: a prefix matches no parameter (the message lists the top-level components).
+    """
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    keep = set().union(*(_matching(names, prefix, "train_only") for prefix in prefixes))
+    for n, p in model.named_parameters():
+        if n not in keep:
+            p.requires_grad_(False)
 
 
 def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str | Path,
@@ -219,6 +241,7 @@ def train(model, sources: dict[str, Sequence[dict]], cfg: TrainConfig, out: str 
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     freeze(model, cfg.freeze)
+    train_only(model, cfg.train_only)
     if cfg.lora_rank:
         model.llm = apply_lora(model.llm, cfg.lora_rank, cfg.lora_alpha)
     if cfg.grad_checkpointing:

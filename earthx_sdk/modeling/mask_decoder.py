@@ -8,7 +8,10 @@ to 1/4 of the input resolution, fused with the ConvNeXt stride-8 and stride-4 ma
 with per-query weights that a hypernetwork reads off the mask token. With `cfg.position_prior`
 six fixed position channels (`position_basis`) join that map, so the weights can also say where
 the mask lies; with `cfg.prompt_map` one more channel holds the union of the visual prompts' region
-masks, so they can say "inside the prompted region".
+masks, so they can say "inside the prompted region". With `cfg.refine` a small convolutional
+head takes the result to 1/2 of the input resolution: the upsampled logits, the
+per-query features and the vision stem's image at stride 2 give a residual on the logits
+(`MaskRefiner`).
 
 Sizes are fixed at construction (`grid`, `image_size`), so forward has no size-dependent branches
 and upsamples to constant sizes (bilinear only: bicubic does not export).
@@ -30,6 +33,9 @@ from .transformer import TwoWayTransformer, sincos_pe_2d
 # trains at a quarter of the base rate; a larger step of the map's own term lets a weight of ~1
 # already move a logit by several units, as a polygon prompt needs to outweigh the class evidence.
 PROMPT_MAP_GAIN = 4.0
+
+# Width of the refinement head (cfg.refine); it runs at S/2 once per query, so it stays narrow.
+REFINE_CHANNELS = 16
 
 
 class LayerNorm2d(nn.Module):
@@ -83,6 +89,45 @@ def hires_sizes(image_size: int) -> tuple[int, int]:
     return s4, s4 // 2
 
 
+class MaskRefiner(nn.Module):
+    """The refinement head of a decoder with cfg.refine: S/4 logits -> S/2 logits.
+
+    The stem image goes through a stride-2 convolution and one more 3 x 3 block; with the
+    upsampled mask probability and the upsampled per-query features it gives a residual that is
+    added to the upsampled logits. The last convolution starts at zero (the head then only
+    upsamples).
+
+    Args:
+        feat_dim: channels of the per-query features (the decoder's c4).
+        size: side of the output, S / 2.
+    """
+
+    def __init__(self, feat_dim: int, size: int) -> None:
+        super().__init__()
+        r = REFINE_CHANNELS
+        self.size = size
+        self.image = nn.Sequential(nn.Conv2d(3, r, 3, stride=2, padding=1), LayerNorm2d(r),
+                                   nn.GELU(), _conv_block(r, r, 3))
+        self.fuse = _conv_block(1 + feat_dim + r, r, 3)
+        self.out = nn.Conv2d(r, 1, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, logits: Tensor, feats: Tensor, stem: Tensor) -> Tensor:
+        """logits [B, Q, s4, s4], per-query features [B*Q, feat_dim, s4, s4], stem image
+        [B, 3, S, S] -> logits [B, Q, S/2, S/2]."""
+        b, q = logits.shape[:2]
+        s2 = self.size
+        up = F.interpolate(logits.reshape(b * q, 1, *logits.shape[2:]), size=(s2, s2),
+                           mode="bilinear", align_corners=False)  # [B*Q, 1, s2, s2]
+        feats = F.interpolate(feats, size=(s2, s2), mode="bilinear",
+                              align_corners=False)  # [B*Q, feat_dim, s2, s2]
+        image = _per_query(self.image(stem.to(up.dtype)), q)  # [B*Q, r, s2, s2]
+        # the probability, not the logit: the block's LayerNorm mixes it with O(1) features
+        h = self.fuse(torch.cat([torch.sigmoid(up), feats, image], 1))
+        return (up + self.out(h)).reshape(b, q, s2, s2)
+
+
 class MaskDecoder(nn.Module):
     """Mask logits at 1/4 resolution and a predicted IoU for every <seg> query.
 
@@ -94,7 +139,8 @@ class MaskDecoder(nn.Module):
         hires_dims: channels (C4, C8) of the ConvNeXt stride-4 and stride-8 maps.
         grid: side g of the dense feature map.
         image_size: side S of the (square, padded) model input; the masks are
-            hires_sizes(S)[0] = floor(S / 4) pixels on a side.
+            hires_sizes(S)[0] = floor(S / 4) pixels on a side, or S / 2 with cfg.refine
+            (`out_size`).
 
     Raises:
         ValueError: a size is not positive, cfg.dim is not a multiple of 8, or cfg.heads does not
@@ -184,6 +230,15 @@ class MaskDecoder(nn.Module):
         self.hyper_mlp = MLP(dim, dim, c4 + extra, layers=3)
         self.iou_head = MLP(dim, dim, 1, layers=3)
 
+        self.refine = bool(cfg.refine)
+        self.out_size = self.size4
+        if self.refine:
+            if image_size % 2:
+                raise ValueError(f"MaskDecoder: cfg.refine needs an even image_size, got "
+                                 f"{image_size}")
+            self.out_size = image_size // 2
+            self.refiner = MaskRefiner(c4, self.out_size)
+
     def forward(self, seg_hidden: Tensor, dense: Tensor, hires: Sequence[Tensor],
                 prompt_states: Tensor | None = None,
                 prompt_valid: Tensor | None = None,
@@ -196,7 +251,8 @@ class MaskDecoder(nn.Module):
                 Q may be 0.
             dense: [B, dense_dim, g, g] fused image features.
             hires: [stride-4 map [B, C4, S4, S4], stride-8 map [B, C8, S8, S8]] from ConvNeXt, with
-                (S4, S8) = hires_sizes(image_size).
+                (S4, S8) = hires_sizes(image_size); with cfg.refine a third entry, the vision
+                stem's image [B, 3, S, S] (`VisionOutput.stem`).
             prompt_states: [B, R, prompt_dim] prompt tokens of each image, or None (no prompts);
                 R may be 0.
             prompt_valid: [B, R] bool, False marks padding prompt tokens (ignored by attention), or
@@ -213,8 +269,9 @@ class MaskDecoder(nn.Module):
                 ignored.
 
         Returns:
-            mask_logits [B, Q, S4, S4] and iou_pred [B, Q] (an unbounded regression of the mask's
-            IoU; clamp to [0, 1] to read it as one).
+            mask_logits [B, Q, out_size, out_size] (S4, or S / 2 with cfg.refine) and iou_pred
+            [B, Q] (an unbounded regression of the mask's IoU; clamp to [0, 1] to read it as
+            one).
 
         Raises:
             TypeError: an input is not a tensor, or prompt_valid is not bool.
@@ -278,6 +335,7 @@ class MaskDecoder(nn.Module):
         lat4 = self.lateral4(hires[0])  # [B, c8, s4, s4]
         x = x + _per_query(lat4, q)
         x = self.fuse4(x)  # [B*Q, c4, s4, s4]
+        feats = x
 
         if self.position_prior:
             basis = self.position_basis.to(x.dtype)[None]  # [1, 6, s4, s4]
@@ -293,6 +351,8 @@ class MaskDecoder(nn.Module):
                                  weights[:, c + n:]], 1)
         logits = (weights[:, None, :] @ x.flatten(2)).reshape(b, q, s4, s4)  # [B, Q, s4, s4]
         iou = self.iou_head(iou_out).reshape(b, q)  # [B, Q]
+        if self.refine:
+            logits = self.refiner(logits, feats, hires[2])
         return logits, iou
 
     def _prompt_map(self, prompt_masks: Tensor | None, prompt_valid: Tensor | None, b: int,
@@ -323,13 +383,16 @@ class MaskDecoder(nn.Module):
         if not self.text_tokens and text_states is not None:
             raise ValueError("MaskDecoder: text_states given to a decoder built without "
                              "cfg.text_tokens")
-        if not isinstance(hires, (list, tuple)) or len(hires) != 2:
+        n_maps = 3 if self.refine else 2
+        if not isinstance(hires, (list, tuple)) or len(hires) != n_maps:
+            rule = ("[stride-4 map, stride-8 map, stem image] (cfg.refine)" if self.refine
+                    else "[stride-4 map, stride-8 map]")
             raise TypeError(
-                "MaskDecoder: hires must be a list [stride-4 map, stride-8 map], got "
+                f"MaskDecoder: hires must be a list {rule}, got "
                 f"{type(hires).__name__}" + (f" of length {len(hires)}"
                                              if isinstance(hires, (list, tuple)) else "")
             )
-        named += [("hires[0]", hires[0]), ("hires[1]", hires[1])]
+        named += [(f"hires[{i}]", h) for i, h in enumerate(hires)]
         if prompt_states is not None:
             named.append(("prompt_states", prompt_states))
         if prompt_valid is not None:
@@ -351,6 +414,9 @@ class MaskDecoder(nn.Module):
         expected = [("dense", dense, [b, self.dense_dim, g, g], "[B, dense_dim, g, g]"),
                     ("hires[0]", hires[0], [b, c4, s4, s4], "[B, C4, S/4, S/4] (stride 4)"),
                     ("hires[1]", hires[1], [b, c8, s8, s8], "[B, C8, S/8, S/8] (stride 8)")]
+        if self.refine:
+            size = self.image_size
+            expected.append(("hires[2]", hires[2], [b, 3, size, size], "[B, 3, S, S] (stem)"))
         if prompt_states is not None:
             if prompt_states.dim() != 3:
                 raise ValueError(f"MaskDecoder: prompt_states must be [B, R, {self.prompt_dim}], "

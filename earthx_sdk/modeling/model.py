@@ -30,7 +30,8 @@ class Generation:
     Attributes:
         token_ids: generated ids (without the prompt), ending with eos if it was reached.
         text: the decoded answer (special tokens other than <seg> dropped).
-        mask_logits: float [Q, S/4, S/4], one per <seg> emitted (Q may be 0).
+        mask_logits: float [Q, G, G], one per <seg> emitted (Q may be 0); G = S/4, or S/2 for a
+            decoder with cfg.refine (`MaskDecoder.out_size`).
         iou: float [Q] predicted IoU per mask.
     """
 
@@ -61,7 +62,8 @@ class EarthXModel(nn.Module):
         self.mask_decoder = MaskDecoder(cfg.mask, hidden, self.vision.dense_dim, cfg.prompt.dim,
                                         tuple(self.vision.hires_dims), cfg.vision.grid, size)
         self.processor = Processor(self.tokenizer, size, self.vision.num_tokens,
-                                   cfg.prompt.region_tokens, cfg.prompt.mask_resolution)
+                                   cfg.prompt.region_tokens, cfg.prompt.mask_resolution,
+                                   mask_grid=self.mask_decoder.out_size)
 
     # --------------------------------------------------------------------------------------------
     # encoding
@@ -179,7 +181,7 @@ class EarthXModel(nn.Module):
             text = self._text_states(last[i], s, with_labels=True)
             logits_m, iou = self.decode_masks(vis[i], last[i, pos][None], prompt_states[i], text,
                                               self._prompt_masks(s))
-            target = torch.from_numpy(s.target_masks).to(dev)  # [Q, S/4, S/4]
+            target = torch.from_numpy(s.target_masks).to(dev)  # [Q, G, G]
             bce, dice, iou_l = mask_losses(logits_m[0], iou[0], target, balanced_bce)
             mask_loss = mask_loss + (bce + dice) * target.shape[0]
             iou_loss = iou_loss + iou_l * target.shape[0]
@@ -223,13 +225,14 @@ class EarthXModel(nn.Module):
     def decode_masks(self, vis, seg_hidden: torch.Tensor, prompt_states: torch.Tensor,
                      text_states: torch.Tensor | None = None,
                      prompt_masks: torch.Tensor | None = None):
-        """Mask logits [1, Q, S/4, S/4] and IoU [1, Q] for <seg> hidden states [1, Q, hidden]
-        (and, for a decoder with cfg.text_tokens, the prompt's text states [1, T, hidden]; for
-        one with cfg.prompt_map, the prompts' region masks [1, R, M, M])."""
+        """Mask logits [1, Q, G, G] (G = MaskDecoder.out_size) and IoU [1, Q] for <seg> hidden
+        states [1, Q, hidden] (and, for a decoder with cfg.text_tokens, the prompt's text states
+        [1, T, hidden]; for one with cfg.prompt_map, the prompts' region masks [1, R, M, M])."""
         states = prompt_states[None] if prompt_states.shape[0] else None
         if states is None:
             prompt_masks = None
-        return self.mask_decoder(seg_hidden, vis.dense, vis.hires, states, None, text_states,
+        maps = list(vis.hires) + ([vis.stem] if self.mask_decoder.refine else [])
+        return self.mask_decoder(seg_hidden, vis.dense, maps, states, None, text_states,
                                  prompt_masks)
 
     # --------------------------------------------------------------------------------------------

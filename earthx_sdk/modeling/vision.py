@@ -39,6 +39,8 @@ class VisionOutput:
         dense: [B, Dv, g, g] the same fused features as a map (stride S / g).
         features: [stage 1 [B, C1, S/4, S/4], stage 2 [B, C2, S/8, S/8], dense] for region_pool.
         hires: [stage 1, stage 2] ConvNeXt maps for the mask decoder.
+        stem: [B, 3, S, S] the sensor stem's output (what both experts read); the mask
+            decoder's refinement head (MaskDecoderConfig.refine) reads it.
     """
 
     tokens: torch.Tensor
@@ -46,6 +48,7 @@ class VisionOutput:
     dense: torch.Tensor
     features: list[torch.Tensor]
     hires: list[torch.Tensor]
+    stem: torch.Tensor
 
 
 def sensor_channels(cfg: VisionConfig) -> dict[str, tuple[int, ...]]:
@@ -260,7 +263,7 @@ class VisionEncoder(nn.Module):
         pooled = F.avg_pool2d(dense, self.cfg.token_pool)  # [B, Dv, g/p, g/p]
         tokens = self.projector(pooled.flatten(2).transpose(1, 2))  # [B, T, llm_hidden]
         return VisionOutput(tokens=tokens, image_tokens=fused, dense=dense,
-                            features=[s1, s2, dense], hires=[s1, s2])
+                            features=[s1, s2, dense], hires=[s1, s2], stem=x)
 
     def _check(self, images: torch.Tensor, sensor: str) -> None:
         if sensor not in self.allowed_channels:

@@ -112,9 +112,12 @@ class OrtVision:
                              f"with {c} band(s) ({name}); the bundle has {have}")
         out = self.graphs.session(name).run(
             None, {"pixels": np.ascontiguousarray(pixels, np.float32)[None]})
-        tokens, image_tokens, dense, s4, s8 = out
-        return ImageFeatures(tokens[0], {"image_tokens": image_tokens, "dense": dense,
-                                         "feature_s4": s4, "feature_s8": s8})
+        tokens, image_tokens, dense, s4, s8, *stem = out
+        native = {"image_tokens": image_tokens, "dense": dense, "feature_s4": s4,
+                  "feature_s8": s8}
+        if stem:  # a model whose mask decoder refines at S/2 (MaskDecoderConfig.refine)
+            native["stem"] = stem[0]
+        return ImageFeatures(tokens[0], native)
 
 
 class OrtFusion:
@@ -171,6 +174,11 @@ class OrtMask:
         return any(i.name == "text_hidden" for i in sess.get_inputs())
 
     @property
+    def _reads_stem(self) -> bool:
+        """The decoder refines its masks at S/2 from the vision stem's image (cfg.refine)."""
+        return any(i.name == "stem" for i in self.graphs.session("mask_decoder").get_inputs())
+
+    @property
     def _prompt_masks_side(self) -> int | None:
         """M of the decoder's prompt_masks input [1, R, M, M] (cfg.prompt_map), or None for a
         decoder without it."""
@@ -207,8 +215,14 @@ class OrtMask:
                 raise ValueError(f"prompt_masks must be [R, M, M] = [{r}, {side}, {side}] (one "
                                  f"mask per prompt state), got {list(np.shape(prompt_masks))}")
             feed["prompt_masks"] = np.ascontiguousarray(prompt_masks, np.float32)[None]
+        if self._reads_stem:
+            if "stem" not in n:
+                raise ValueError(f"bundle {self.graphs.bundle}: the mask decoder reads the vision "
+                                 "graph's stem image (MaskDecoderConfig.refine), but the vision "
+                                 "graph gave none; re-export the bundle")
+            feed["stem"] = n["stem"]
         logits, iou = self.graphs.session("mask_decoder").run(None, feed)
-        return logits[0], iou[0]  # [Q, S/4, S/4], [Q]
+        return logits[0], iou[0]  # [Q, G, G] (G = S/4, or S/2 with refine), [Q]
 
 
 def read_bundle(bundle: str | Path):

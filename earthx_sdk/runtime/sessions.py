@@ -9,7 +9,7 @@ A request runs these stages (DESIGN.md, "Data flow of one request"):
     llm             embed(ids) / new_state() / forward(embeds, state) (see OrtLLM in
                     earthx_sdk/runtime/ort_llm.py: the same three methods for every backend)
     mask decoder    <seg> hidden states [Q, hidden] + features + prompt states -> mask logits
-                    [Q, S/4, S/4], predicted IoU [Q]
+                    [Q, G, G] (G = S/4, or S/2 with MaskDecoderConfig.refine), predicted IoU [Q]
 
 Tensors cross the interface as float32 numpy arrays, except the feature maps and prompt states,
 which stay in the backend's own type (torch tensors on the GPU stay there) inside
@@ -78,7 +78,8 @@ class ImageFeatures:
 
     Attributes:
         tokens: float32 numpy [T, hidden], the `<image>` embeddings for the LLM.
-        native: the backend's own maps (image_tokens, dense, feature_s4, feature_s8).
+        native: the backend's own maps (image_tokens, dense, feature_s4, feature_s8, and stem
+            where the mask decoder refines at S/2).
     """
 
     tokens: np.ndarray

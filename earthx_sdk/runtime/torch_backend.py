@@ -42,7 +42,7 @@ class TorchVision:
         px = torch.from_numpy(np.ascontiguousarray(pixels))[None].to(self.device)  # [1, C, S, S]
         v = self.model.vision(px, sensor)
         native = {"image_tokens": v.image_tokens, "dense": v.dense, "feature_s4": v.hires[0],
-                  "feature_s8": v.hires[1]}
+                  "feature_s8": v.hires[1], "stem": v.stem}
         return ImageFeatures(_np(v.tokens[0]), native)  # tokens [T, hidden]
 
 
@@ -118,9 +118,11 @@ class TorchMask:
         if st is not None and prompt_masks is not None and self.model.mask_decoder.prompt_map:
             pm = torch.from_numpy(np.ascontiguousarray(prompt_masks, np.float32))[None].to(
                 self.device, q.dtype)  # [1, R, M, M]
-        logits, iou = self.model.mask_decoder(q, n["dense"], [n["feature_s4"], n["feature_s8"]],
-                                              st, None, text, pm)
-        return _np(logits[0]), _np(iou[0])  # [Q, S/4, S/4], [Q]
+        maps = [n["feature_s4"], n["feature_s8"]]
+        if self.model.mask_decoder.refine:
+            maps.append(n["stem"])
+        logits, iou = self.model.mask_decoder(q, n["dense"], maps, st, None, text, pm)
+        return _np(logits[0]), _np(iou[0])  # [Q, G, G] (G = S/4, or S/2 with refine), [Q]
 
 
 class TorchLLMState:

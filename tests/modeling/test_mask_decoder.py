@@ -473,3 +473,60 @@ def test_prompt_masks_are_checked():
         dec(seg, dense, hires, prompts, None, None, masks[..., :20])
     with pytest.raises(TypeError, match="prompt_masks must be floating"):
         dec(seg, dense, hires, prompts, None, None, masks.bool())
+
+
+def _stem(b=2, seed=5):
+    return torch.randn(b, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def test_refine_starts_as_a_bilinear_upsampling_of_the_quarter_grid():
+    """A decoder with cfg.refine gives S/2 masks; before training its residual is zero, so they
+    are the S/4 logits of the same weights upsampled (what lets a trained model gain the head
+    without changing its masks)."""
+    plain, refined = _variant(0), _variant(0, refine=True)
+    missing = refined.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("refiner.") for k in missing)
+    seg, dense, hires, prompts = make_inputs(2, 3, 4)
+    with torch.no_grad():
+        coarse, iou0 = plain(seg, dense, hires, prompts)
+        fine, iou1 = refined(seg, dense, hires + [_stem()], prompts)
+    assert refined.out_size == SIZE // 2 and fine.shape == (2, 3, SIZE // 2, SIZE // 2)
+    up = torch.nn.functional.interpolate(coarse, size=(SIZE // 2, SIZE // 2), mode="bilinear",
+                                         align_corners=False)
+    torch.testing.assert_close(fine, up)
+    torch.testing.assert_close(iou1, iou0)
+
+
+def test_refine_reads_the_stem_image_locally_and_trains():
+    dec = _variant(0, refine=True)
+    torch.nn.init.normal_(dec.refiner.out.weight, std=0.1)
+    seg, dense, hires, prompts = make_inputs(1, 2, 2)
+    stem = _stem(1)
+    other = stem.clone()
+    other[..., :16, :16] += 3.0  # the top-left 16 x 16 input pixels only
+    with torch.no_grad():
+        a, _ = dec(seg, dense, hires + [stem], prompts)
+        b, _ = dec(seg, dense, hires + [other], prompts)
+    diff = (a - b).abs()[0]  # [Q, S/2, S/2]
+    # stride 2 and four 3 x 3 convolutions: the change reaches at most 8 + 4 cells
+    assert diff[:, :8, :8].min() > 0 and diff[:, 13:, :].max() == 0 and diff[:, :, 13:].max() == 0
+    logits, _ = dec(seg, dense, hires + [stem], prompts)
+    logits.square().mean().backward()
+    for name, p in dec.refiner.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_refine_checks_its_stem_input():
+    dec = _variant(0, refine=True)
+    seg, dense, hires, prompts = make_inputs(2, 1, 1)
+    with pytest.raises(TypeError, match=r"stem image\] \(cfg.refine\).*length 2"):
+        dec(seg, dense, hires, prompts)
+    with pytest.raises(ValueError, match=r"hires\[2\] must be \[B, 3, S, S\] \(stem\) = "
+                                         r"\[2, 3, 112, 112\], got \[2, 3, 56, 56\]"):
+        dec(seg, dense, hires + [torch.zeros(2, 3, 56, 56)], prompts)
+    with pytest.raises(TypeError, match=r"length 3"):
+        _variant(0)(seg, dense, hires + [_stem()], prompts)
+    import dataclasses
+    with pytest.raises(ValueError, match="even image_size, got 113"):
+        MaskDecoder(dataclasses.replace(CFG.mask, refine=True), LLM, DENSE, PROMPT, HIRES, GRID,
+                    113)

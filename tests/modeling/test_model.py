@@ -173,3 +173,38 @@ def test_summary_counts_the_base_experts(capsys):
     assert abs(counts["vision.convnext"] / 198e6 - 1) < 0.02
     assert 1e9 <= counts["llm"] <= 8e9
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_refine_model_trains_on_half_resolution_targets(tmp_path):
+    """With MaskDecoderConfig.refine the processor's targets and the generated masks are S/2 on
+    a side, the loss reaches the refiner, and save / load keeps the head."""
+    import dataclasses
+
+    cfg = EarthXConfig.from_name("tiny")
+    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, refine=True))
+    torch.manual_seed(0)
+    m = EarthXModel(cfg)
+    half = cfg.vision.image_size // 2
+    assert m.processor.mask_grid == m.mask_decoder.out_size == half
+    batch = mixed_batch(m, np.random.default_rng(0))
+    seg = [s for s in batch if s.target_masks is not None]
+    assert [s.target_masks.shape for s in seg] == [(1, half, half)]
+    m.zero_grad()
+    m(batch)["mask_loss"].backward()
+    # its last convolution starts at zero, so only it gets a gradient on the first step
+    assert m.mask_decoder.refiner.out.weight.grad.any()
+    m.save(tmp_path / "ckpt")
+    back = EarthXModel.load(tmp_path / "ckpt")
+    assert back.mask_decoder.refine
+    torch.testing.assert_close(back.mask_decoder.refiner.out.weight,
+                               m.mask_decoder.refiner.out.weight)
+
+
+def test_processor_mask_grid_is_checked(model):
+    from earthx_sdk.processor import Processor
+
+    p = model.processor
+    with pytest.raises(ValueError, match=r"mask_grid must be in \[1, image_size 112\], got 0"):
+        Processor(p.tokenizer, p.image_size, p.num_image_tokens, p.region_tokens,
+                  p.mask_resolution, mask_grid=0)
+    assert p.mask_grid == p.image_size // 4

@@ -82,14 +82,15 @@ def test_training_cli_continues_a_model(tmp_path, monkeypatch):
 
 
 def test_recipe_chain_and_the_default_models_stages(tmp_path, monkeypatch):
-    """The embedded model is trained in three stages, each from the previous one's model."""
+    """The embedded model is trained in four stages, each from the previous one's model."""
     import subprocess
 
     from export import default_model
     from training import recipes
 
-    names = [r.name for r in recipes.recipe_chain("earthx-tiny-tune")]
-    assert names == ["earthx-tiny", "earthx-tiny-place", "earthx-tiny-tune"]
+    names = [r.name for r in recipes.recipe_chain("earthx-tiny-refine")]
+    assert names == ["earthx-tiny", "earthx-tiny-place", "earthx-tiny-tune", "earthx-tiny-refine"]
+    assert default_model.DEFAULT_RECIPE == "earthx-tiny-refine"
     assert [r.name for r in recipes.recipe_chain("earthx-tiny")] == ["earthx-tiny"]
     loop = recipes.Recipe("loop", "tiny", recipes.TINY_TRAIN, lambda: {}, init="loop")
     monkeypatch.setitem(recipes.RECIPES, "loop", loop)
@@ -105,6 +106,13 @@ def test_recipe_chain_and_the_default_models_stages(tmp_path, monkeypatch):
         assert r.scenes == recipes.get_recipe("earthx-tiny").scenes and "vision" in r.train.freeze
     assert dict(place.train.mixture) == {"region_caption": 1.0}
     assert {"prompt_encoder.where_row", "prompt_encoder.where_col"} <= set(tune.train.freeze)
+    # the last stage adds the S/2 mask refinement head and trains it alone, on mask tasks
+    refine = recipes.get_recipe("earthx-tiny-refine")
+    cfg = refine.model_config()
+    assert cfg.mask == dataclasses.replace(first.mask, refine=True)
+    assert cfg.prompt == tune.model_config().prompt and refine.init == "earthx-tiny-tune"
+    assert refine.train.train_only == ("mask_decoder.refiner",)
+    assert {k for k, _ in refine.train.mixture} == {"refer_seg", "prompt_seg"}
 
     calls = []
 
@@ -117,11 +125,13 @@ def test_recipe_chain_and_the_default_models_stages(tmp_path, monkeypatch):
     monkeypatch.setattr(subprocess, "run", fake_run)
     (tmp_path / "runs" / "earthx-tiny" / "model").mkdir(parents=True)  # done before: skipped
     (tmp_path / "runs" / "earthx-tiny" / "model" / "config.json").write_text("{}")
-    last = default_model.train_chain("earthx-tiny-tune", tmp_path / "runs", threads=1)
+    last = default_model.train_chain("earthx-tiny-refine", tmp_path / "runs", threads=1)
     runs = tmp_path / "runs"
     assert calls == [
         ["--recipe", "earthx-tiny-place", "--out", str(runs / "earthx-tiny-place"), "--init",
          str(runs / "earthx-tiny" / "model"), "--threads", "1"],
         ["--recipe", "earthx-tiny-tune", "--out", str(runs / "earthx-tiny-tune"), "--init",
-         str(runs / "earthx-tiny-place" / "model"), "--threads", "1"]]
-    assert last == runs / "earthx-tiny-tune" / "model"
+         str(runs / "earthx-tiny-place" / "model"), "--threads", "1"],
+        ["--recipe", "earthx-tiny-refine", "--out", str(runs / "earthx-tiny-refine"), "--init",
+         str(runs / "earthx-tiny-tune" / "model"), "--threads", "1"]]
+    assert last == runs / "earthx-tiny-refine" / "model"

@@ -10,7 +10,13 @@ pytest.importorskip("transformers")
 from earthx_sdk.modeling.config import EarthXConfig  # noqa: E402
 from earthx_sdk.modeling.model import EarthXModel  # noqa: E402
 from earthx_sdk.prompts import Box  # noqa: E402
-from training.trainer import MixedSampler, TrainConfig, freeze, train  # noqa: E402
+from training.trainer import (  # noqa: E402
+    MixedSampler,
+    TrainConfig,
+    freeze,
+    train,
+    train_only,
+)
 
 
 def _sources():
@@ -89,6 +95,22 @@ def test_frozen_components_do_not_move(tmp_path):
             assert not moved, n
     assert any(not torch.equal(before[n], after[n]) for n in before
                if n.startswith("vision.projector"))
+
+
+def test_train_only_moves_nothing_else(tmp_path):
+    model = _model()
+    before = _params(model)
+    train(model, _sources(), TrainConfig(steps=2, batch_size=2, lr=1e-2,
+                                         train_only=("vision.projector", "mask_decoder.iou_head")),
+          tmp_path, progress=False)
+    after = _params(model)
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved and all(n.startswith(("vision.projector.", "mask_decoder.iou_head."))
+                         for n in moved), sorted(moved)
+    assert any(n.startswith("vision.projector.") for n in moved)
+    with pytest.raises(ValueError, match="train_only: 'mask_decoder.refiner' matches no "
+                                         "parameter; components are"):
+        train_only(_model(), ["mask_decoder.refiner"])
 
 
 def test_freeze_of_an_unknown_component():
