@@ -129,7 +129,8 @@ class MaskRefiner(nn.Module):
 
 
 class MaskDecoder(nn.Module):
-    """Mask logits at 1/4 resolution and a predicted IoU for every <seg> query.
+    """Mask logits at 1/4 resolution (1/2 with cfg.refine) and a predicted IoU for every <seg>
+    query.
 
     Args:
         cfg: width (`dim`), two-way blocks (`depth`), `heads` and token-MLP width (`mlp`).

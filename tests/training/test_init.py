@@ -106,12 +106,13 @@ def test_recipe_chain_and_the_default_models_stages(tmp_path, monkeypatch):
         assert r.scenes == recipes.get_recipe("earthx-tiny").scenes and "vision" in r.train.freeze
     assert dict(place.train.mixture) == {"region_caption": 1.0}
     assert {"prompt_encoder.where_row", "prompt_encoder.where_col"} <= set(tune.train.freeze)
-    # the last stage adds the S/2 mask refinement head and trains it alone, on mask tasks
+    # the last stage adds the S/2 mask refinement head and trains the mask decoder alone, on
+    # mask tasks
     refine = recipes.get_recipe("earthx-tiny-refine")
     cfg = refine.model_config()
     assert cfg.mask == dataclasses.replace(first.mask, refine=True)
     assert cfg.prompt == tune.model_config().prompt and refine.init == "earthx-tiny-tune"
-    assert refine.train.train_only == ("mask_decoder.refiner",)
+    assert refine.train.train_only == ("mask_decoder",)
     assert {k for k, _ in refine.train.mixture} == {"refer_seg", "prompt_seg"}
 
     calls = []
