@@ -38,15 +38,25 @@ def seg_prone(model) -> None:
         table[tok.seg_id] = table[nl] + 0.02 * table[nl].norm() * h / h.norm()
 
 
-def build_ckpt(path: Path) -> Path:
+def build_ckpt(path: Path, mask: dict | None = None, tweak=None) -> Path:
+    """The seeded, seg-prone tiny checkpoint; `mask`: MaskDecoderConfig fields to set; `tweak`:
+    called on the model before it is saved."""
+    import dataclasses
+
     import torch
 
     from earthx_sdk.modeling.config import EarthXConfig
     from earthx_sdk.modeling.model import EarthXModel
 
+    cfg = EarthXConfig.from_name("tiny")
+    if mask:
+        cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, **mask))
     torch.manual_seed(0)
-    model = EarthXModel(EarthXConfig.from_name("tiny")).eval()
+    model = EarthXModel(cfg).eval()
     seg_prone(model)
+    if tweak is not None:
+        with torch.no_grad():
+            tweak(model)
     model.save(path)
     return path
 
@@ -57,6 +67,16 @@ def build_bundle(ckpt: Path, out: Path, sensors=SENSORS) -> Path:
 
     export_bundle(ckpt, out, "fp32", sensors=list(sensors), llm="fp32")
     return out
+
+
+def optical_bundle(ckpt: Path, out: Path) -> Path:
+    """build_bundle with the optical vision graph only; skips the test where the export's
+    packages are missing."""
+    import pytest
+
+    pytest.importorskip("onnx", reason="ONNX export needs onnx (the `export` extra)")
+    pytest.importorskip("onnxruntime_genai", reason="the LLM export needs onnxruntime-genai")
+    return build_bundle(ckpt, out, sensors=("optical",))
 
 
 def main(argv: list[str]) -> int:

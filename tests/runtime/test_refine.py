@@ -5,8 +5,6 @@ onnxruntime bundle give the same S/2 logits and masks."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -20,32 +18,21 @@ QUESTION = "Segment <region>."
 
 @pytest.fixture(scope="module")
 def refine_ckpt(tmp_path_factory):
-    from earthx_sdk.modeling.config import EarthXConfig
-    from earthx_sdk.modeling.model import EarthXModel
-    from tests.runtime.fixtures import seg_prone
+    from tests.runtime.fixtures import build_ckpt
 
-    cfg = EarthXConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(
-        cfg.mask, text_tokens=True, text_embeddings=True, position_prior=True, prompt_map=True,
-        refine=True))
-    torch.manual_seed(0)
-    model = EarthXModel(cfg).eval()
-    seg_prone(model)
-    with torch.no_grad():  # a trained head: its residual is not zero
+    def trained_head(model):  # a trained head: its residual is not zero
         torch.nn.init.normal_(model.mask_decoder.refiner.out.weight, std=0.3)
-    path = tmp_path_factory.mktemp("refine") / "ckpt"
-    model.save(path)
-    return path
+
+    return build_ckpt(tmp_path_factory.mktemp("refine") / "ckpt",
+                      mask=dict(text_tokens=True, text_embeddings=True, position_prior=True,
+                                prompt_map=True, refine=True), tweak=trained_head)
 
 
 @pytest.fixture(scope="module")
 def refine_bundle(refine_ckpt, tmp_path_factory):
-    pytest.importorskip("onnx", reason="ONNX export needs onnx (the `export` extra)")
-    pytest.importorskip("onnxruntime_genai", reason="the LLM export needs onnxruntime-genai")
-    from tests.runtime.fixtures import build_bundle
+    from tests.runtime.fixtures import optical_bundle
 
-    return build_bundle(refine_ckpt, tmp_path_factory.mktemp("refine") / "bundle",
-                        sensors=("optical",))
+    return optical_bundle(refine_ckpt, tmp_path_factory.mktemp("refine") / "bundle")
 
 
 def test_refine_bundle_graphs_carry_the_stem(refine_ckpt, refine_bundle):

@@ -6,8 +6,6 @@ question's words through the text path."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -21,21 +19,11 @@ QUESTION = "What is in <region>?"
 
 @pytest.fixture(scope="module")
 def text_ckpt(tmp_path_factory):
-    from earthx_sdk.modeling.config import EarthXConfig
-    from earthx_sdk.modeling.model import EarthXModel
-    from tests.runtime.fixtures import seg_prone
+    from tests.runtime.fixtures import build_ckpt
 
-    cfg = EarthXConfig.from_name("tiny")
-    cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, text_tokens=True,
-                                                          position_prior=True,
-                                                          text_embeddings=True,
-                                                          prompt_map=True))
-    torch.manual_seed(0)
-    model = EarthXModel(cfg).eval()
-    seg_prone(model)
-    path = tmp_path_factory.mktemp("text") / "ckpt"
-    model.save(path)
-    return path
+    return build_ckpt(tmp_path_factory.mktemp("text") / "ckpt",
+                      mask=dict(text_tokens=True, position_prior=True, text_embeddings=True,
+                                prompt_map=True))
 
 
 def _reference_masks(model, img, question, prompts):
@@ -50,12 +38,9 @@ def _reference_masks(model, img, question, prompts):
 
 @pytest.fixture(scope="module")
 def text_bundle(text_ckpt, tmp_path_factory):
-    pytest.importorskip("onnx", reason="ONNX export needs onnx (the `export` extra)")
-    pytest.importorskip("onnxruntime_genai", reason="the LLM export needs onnxruntime-genai")
-    from tests.runtime.fixtures import build_bundle
+    from tests.runtime.fixtures import optical_bundle
 
-    return build_bundle(text_ckpt, tmp_path_factory.mktemp("text") / "bundle",
-                        sensors=("optical",))
+    return optical_bundle(text_ckpt, tmp_path_factory.mktemp("text") / "bundle")
 
 
 def test_text_tokens_round_trip_torch_and_onnxruntime(text_ckpt, text_bundle):
