@@ -75,8 +75,10 @@ class _Graphs:
         with self._lock:
             sess = self._sessions.get(name)
             if sess is None:
+                from earthx_sdk.runtime.ort_llm import no_spin
+
                 ort = _ort()
-                opts = ort.SessionOptions()
+                opts = no_spin(ort.SessionOptions())
                 if self.threads:
                     opts.intra_op_num_threads = int(self.threads)
                 comp = self.manifest.components[name]

@@ -26,6 +26,21 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CAPACITY = 256  # initial KV positions of a new state (grows by doubling)
+
+# Every onnxruntime session of the runtime has its own intra-op thread pool, and a request runs
+# up to six of them in turn with the native core's OpenMP loops (preprocess, region_pool, mask
+# postprocess) in between. By default a pool's threads spin for a while after each run, and
+# spinning pools took the cores from one another and from OpenMP: the demo's 12 requests on the
+# embedded bundle took 167-191 ms a round with spinning and 44-68 ms without (2-core CPU,
+# onnxruntime's default threads, separate processes in turn, 2026-12-06); the mask postprocess
+# alone 80 ms against 1 ms. So the runtime's sessions do not spin.
+NO_SPIN = ("session.intra_op.allow_spinning", "0")
+
+
+def no_spin(opts):
+    """`opts` (an onnxruntime.SessionOptions) with intra-op spinning off (see NO_SPIN)."""
+    opts.add_session_config_entry(*NO_SPIN)
+    return opts
 EXTRA_KEYS = ("num_layers", "num_kv_heads", "head_dim", "hidden_size", "vocab_size",
               "max_positions", "past_key", "past_value", "present_key", "present_value")
 
@@ -151,7 +166,7 @@ class OrtLLM:
             raise ValueError(f"{embed_path}: embed_tokens must be [vocab, {self.hidden_size}], "
                              f"got {list(self._table.shape)}")
 
-        opts = ort.SessionOptions()
+        opts = no_spin(ort.SessionOptions())
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:

@@ -77,3 +77,18 @@ def test_importing_the_api_imports_no_backend():
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "[]"
+
+
+def test_runtime_sessions_do_not_spin(ort_model):
+    """Every onnxruntime session the runtime opens has intra-op spinning off (ort_llm.NO_SPIN:
+    spinning pools of the several sessions took the cores from each other and from the native
+    core's OpenMP loops)."""
+    from earthx_sdk.runtime.ort_llm import NO_SPIN
+
+    eng = ort_model.engine
+    ort_model.ask(images()["optical"], "What is in this image?", max_new_tokens=2)
+    graphs = eng.mask.graphs
+    sessions = [graphs.session(name) for name in ("mask_decoder", "prompt_encoder",
+                                                  "vision_optical_3")] + [eng.llm.session]
+    for sess in sessions:
+        assert sess.get_session_options().get_session_config_entry(NO_SPIN[0]) == NO_SPIN[1]
