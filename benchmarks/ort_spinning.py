@@ -17,12 +17,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.harness import write_json
 
 MODES = ("spin", "nospin")
+ROOT = Path(__file__).resolve().parents[1]  # the children import benchmarks from the checkout
 
 
 def child(mode: str, bundle: str, rounds: int) -> dict:
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode in MODES:
             out = subprocess.run([sys.executable, "-m", "benchmarks.ort_spinning", "--child", mode,
                                   "--bundle", args.bundle, "--rounds", str(args.rounds)],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, cwd=ROOT)
             if out.returncode:
                 raise SystemExit(f"benchmarks.ort_spinning: the {mode} child failed:\n"
                                  f"{out.stderr[-2000:]}")
